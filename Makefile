@@ -1,0 +1,49 @@
+# translearn: the two set-up commands are `make train` and `make test`; each builds .venv on first use.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-installs whenever pyproject.toml changes.
+STAMP := $(VENV)/.installed
+ARGS ?=
+WANDB_SYNC_TIMEOUT ?= 300
+
+.DEFAULT_GOAL := help
+.PHONY: help venv train test test-fast lint format wandb-sync clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	@# The filter hides pip's noise about file:// index locations that some mirrors configure.
+	$(BIN)/pip install -q -e '.[dev]' 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	touch $@
+
+venv: $(STAMP) ## build .venv (python3 -m venv + pip install -e '.[dev]')
+
+train: $(STAMP) ## run the embedded offline default (pass overrides as ARGS="strategy=freeze ...")
+	$(BIN)/python -m translearn.train $(ARGS)
+
+test: $(STAMP) ## run the whole test suite, slow end-to-end tests included
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q $(ARGS)
+
+test-fast: $(STAMP) ## the suite without the slow end-to-end tests
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+lint: $(STAMP) ## ruff check + ruff format --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## ruff format + autofixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+wandb-sync: $(STAMP) ## upload offline W&B runs under outputs/ (bounded by WANDB_SYNC_TIMEOUT seconds)
+	@dirs=$$(find outputs -type d -name 'offline-run-*' 2>/dev/null || true); \
+	if [ -z "$$dirs" ]; then echo "no offline W&B runs under outputs/"; exit 0; fi; \
+	timeout $(WANDB_SYNC_TIMEOUT) $(BIN)/wandb sync $$dirs || { echo "wandb sync failed or timed out after $(WANDB_SYNC_TIMEOUT)s"; exit 1; }
+
+clean: ## remove the venv and caches (never outputs/ or data)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,152 @@
+"""Where the configs live, the resolvers they use, and validation of a command line before Hydra runs it.
+
+Hydra reports a bad override as several lines (and sometimes a traceback) after it has created the run
+directory. We compose every cell of the command first, with Hydra's own compose API, so that a typo
+fails in one line before any directory is made or any cell of a sweep has run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+
+from translearn.data.transforms import input_channels
+from translearn.errors import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+CONFIG_NAME = "train"
+# Beyond this many cells, each swept value is validated once rather than every combination.
+MAX_VALIDATED_CELLS = 256
+
+
+def register_resolvers() -> None:
+    """``${translearn.in_chans:color,gray_mode}``: the model's input channels, derived from the dataset."""
+    if not OmegaConf.has_resolver("translearn.in_chans"):
+        OmegaConf.register_new_resolver(
+            "translearn.in_chans", lambda color, mode: input_channels(color, mode)
+        )
+
+
+def one_line(exc: BaseException) -> str:
+    """A Hydra/OmegaConf error as one actionable line."""
+    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options is not None:
+        group, _, name = exc.missing_cfg_file.rpartition("/")
+        if group:
+            return f"unknown {group} '{name}'; choose one of: {', '.join(sorted(exc.options))}"
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    lines = [
+        ln for ln in lines if not ln.startswith(("full_key:", "object_type", "reference_type", "Set the env"))
+    ]
+    return " - ".join(lines) or type(exc).__name__
+
+
+def compose_config(
+    overrides: list[str],
+    config_dir: str | None = None,
+    config_name: str = CONFIG_NAME,
+    return_hydra_config: bool = False,
+) -> DictConfig:
+    """The composed config for ``overrides``, exactly as ``python -m translearn.train`` would build it."""
+    register_resolvers()
+    extra = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR), job_name="translearn"):
+        return compose(
+            config_name, overrides=list(overrides) + extra, return_hydra_config=return_hydra_config
+        )
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """The cells of a multirun command line (simple comma and range sweeps; others are left to Hydra)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    choices: list[list[str]] = []
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            try:
+                values = list(override.sweep_string_iterator())
+            except Exception:  # glob() and interval sweeps need Hydra's own sweeper
+                continue
+            choices.append([f"{key}={v}" for v in values])
+        else:
+            choices.append([override.input_line])
+    cells = [list(c) for c in itertools.product(*choices)]
+    if len(cells) <= MAX_VALIDATED_CELLS:
+        return cells
+    base = [c[0] for c in choices]
+    return [[*base[:i], v, *base[i + 1:]] for i, c in enumerate(choices) for v in c]
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Checks that need no data and no model: names and enumerations, once, where the config enters."""
+    from translearn.backbones import available_backbones
+
+    backbone = cfg.model.get("backbone")
+    if backbone not in available_backbones():
+        raise UserError(
+            f"unknown backbone '{backbone}'; model.backbone must be a torchvision classification model: "
+            f"{', '.join(available_backbones())}"
+        )
+    weights = str(cfg.model.get("weights"))
+    if weights not in ("imagenet", "none", "embedded") and not Path(weights).expanduser().is_file():
+        raise UserError(f"model.weights={weights} is neither imagenet, none, embedded nor an existing file")
+    for key, allowed in (("color", ("rgb", "gray")), ("gray_mode", ("replicate", "adapt"))):
+        if cfg.dataset.get(key) not in allowed:
+            raise UserError(
+                f"dataset.{key} must be one of {', '.join(allowed)}, got '{cfg.dataset.get(key)}'"
+            )
+    if cfg.strategy.get("bn") not in ("frozen", "train"):
+        raise UserError(f"strategy.bn must be frozen or train, got '{cfg.strategy.get('bn')}'")
+
+
+def check_writable(directory: str) -> None:
+    """The run directory, or its nearest existing parent, must be writable before Hydra creates it."""
+    path = Path(directory).expanduser().absolute()
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(
+            f"cannot write the run directory {path} ({existing} is not a writable folder); "
+            "pass hydra.run.dir=DIR (or paths.log_dir=DIR) somewhere you can write"
+        )
+
+
+def check_fresh_run_dir(directory: str, ckpt_path: str | None) -> None:
+    """Never train over an earlier run's checkpoints unless the user asked to resume it."""
+    path = Path(directory).expanduser()
+    if ckpt_path is None and ((path / "checkpoints").exists() or (path / "metrics.json").exists()):
+        raise UserError(
+            f"{path} already holds a run; pass ckpt_path=last to resume it, or choose another hydra.run.dir"
+        )
+
+
+def validate_command_line(argv: list[str]) -> None:
+    """Compose every cell of ``argv`` and run the cheap checks; raises UserError on the first problem."""
+    from hydra._internal.utils import get_args_parser
+
+    args = get_args_parser().parse_args(argv)
+    if args.help or args.hydra_help or args.shell_completion or args.info:
+        return
+    cells = expand_sweep(args.overrides) if args.multirun else [args.overrides]
+    for cell in cells:
+        try:
+            cfg = compose_config(
+                cell, args.config_dir, args.config_name or CONFIG_NAME, return_hydra_config=True
+            )
+            check_values(cfg)
+            run_dir = cfg.hydra.sweep.dir if args.multirun else cfg.hydra.run.dir
+        except UserError:
+            raise
+        except Exception as exc:  # Hydra and OmegaConf raise several types for a bad override
+            raise UserError(one_line(exc)) from None
+        finally:
+            GlobalHydra.instance().clear()
+        check_writable(run_dir)
+        if not args.multirun and "LOCAL_RANK" not in os.environ:  # DDP ranks re-enter the same run dir
+            check_fresh_run_dir(run_dir, cfg.get("ckpt_path"))

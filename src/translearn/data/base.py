@@ -1,0 +1,173 @@
+"""The shared data module: an index of (path, label) per split → datasets → loaders.
+
+Every dataset module only says how to find its files (``build_index``) and, where it can, how to get
+them (``prepare_data``). Loading, colour conversion, transforms and batching live here once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from translearn.data.images import load_rgb
+from translearn.data.transforms import COLORS, GRAY_MODES, build_transform, input_channels
+from translearn.errors import UserError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class DatasetIndex:
+    """Class names and, per split, the (path, label) samples: what training reads, nothing else."""
+
+    classes: list[str]
+    samples: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+    def count(self, split: str) -> int:
+        return len(self.samples.get(split, []))
+
+
+class ImageFileDataset(Dataset):
+    """Decodes one indexed file per item, converting any image mode to RGB first."""
+
+    def __init__(self, samples: Sequence[tuple[str, int]], transform):
+        self.samples = list(samples)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        return self.transform(load_rgb(path)), label
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Base for every dataset. ``batch_size`` is the global batch; each of N DDP ranks gets 1/N of it."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        name: str = "",
+        num_classes: int | None = None,
+        in_chans: int | None = None,
+        color: str = "rgb",
+        gray_mode: str = "replicate",
+        image_size: int = 224,
+        resize_ratio: float = 256 / 224,
+        crop_scale: Sequence[float] = (0.08, 1.0),
+        batch_size: int = 64,
+        num_workers: int = 4,
+        seed: int = 0,
+        pin_memory: bool | None = None,
+    ):
+        super().__init__()
+        if color not in COLORS:
+            raise UserError(f"dataset.color must be one of {', '.join(COLORS)}, got '{color}'")
+        if gray_mode not in GRAY_MODES:
+            raise UserError(f"dataset.gray_mode must be one of {', '.join(GRAY_MODES)}, got '{gray_mode}'")
+        if image_size < 8 or batch_size < 1 or num_workers < 0:
+            raise UserError(
+                f"dataset.image_size must be >= 8, batch_size >= 1 and num_workers >= 0 "
+                f"(got {image_size}, {batch_size}, {num_workers})"
+            )
+        if in_chans is not None and in_chans != input_channels(color, gray_mode):
+            raise UserError(f"dataset.in_chans={in_chans} contradicts color={color}, gray_mode={gray_mode}")
+        self.root = Path(str(root)).expanduser()
+        self.name = name or type(self).__name__
+        self.expected_classes = num_classes
+        self.color, self.gray_mode = color, gray_mode
+        self.image_size, self.resize_ratio, self.crop_scale = image_size, resize_ratio, tuple(crop_scale)
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self._index: DatasetIndex | None = None
+        self.datasets: dict[str, ImageFileDataset] = {}
+
+    # --- what each dataset defines ----------------------------------------------------------------
+
+    def build_index(self) -> DatasetIndex:
+        """Find the files under ``self.root`` and assign each a label and a split."""
+        raise NotImplementedError
+
+    # --- shared machinery -------------------------------------------------------------------------
+
+    @property
+    def index(self) -> DatasetIndex:
+        if self._index is None:
+            index = self.build_index()
+            if len(index.classes) < 2:
+                raise UserError(
+                    f"{self.name}: found {len(index.classes)} class(es) under {self.root}; "
+                    "a classifier needs at least 2"
+                )
+            if self.expected_classes is not None and len(index.classes) != self.expected_classes:
+                raise UserError(
+                    f"{self.name}: dataset.num_classes={self.expected_classes} but {self.root} holds "
+                    f"{len(index.classes)} classes; fix dataset.num_classes or the folder"
+                )
+            if index.count("train") == 0 or index.count("val") == 0:
+                raise UserError(f"{self.name}: no training or validation images under {self.root}")
+            self._index = index
+        return self._index
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.index.classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.index.classes)
+
+    @property
+    def in_chans(self) -> int:
+        return input_channels(self.color, self.gray_mode)
+
+    def has_split(self, split: str) -> bool:
+        return self.index.count(split) > 0
+
+    def transform(self, train: bool):
+        return build_transform(
+            train, self.image_size, self.resize_ratio, self.color, self.gray_mode, self.crop_scale
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in SPLITS:
+            if self.index.count(split) and split not in self.datasets:
+                self.datasets[split] = ImageFileDataset(
+                    self.index.samples[split], self.transform(split == "train")
+                )
+
+    def _per_rank_batch(self) -> int:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world:
+            raise UserError(
+                f"dataset.batch_size={self.batch_size} is the global batch and must divide evenly "
+                f"over {world} processes"
+            )
+        return self.batch_size // world
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self._per_rank_batch(),
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=False,
+        )  # fresh workers per epoch keep resumed runs exact
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if "test" not in self.datasets:
+            raise UserError(f"{self.name} has no test split")
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,23 @@
+"""User errors: problems with the user's input, reported as one line with no traceback.
+
+Tracebacks are for bugs. Anything a user can fix by changing a value, a path or a download raises
+:class:`UserError`; the entry points turn it into ``translearn: error: ...`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+    """A mistake in the user's input; the message says what is wrong and how to fix it."""
+
+
+def exit_with(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
+    """Print one line on stderr and exit; newlines in the message are folded so it stays one line."""
+    line = " ".join(str(message).split())
+    print(f"translearn: error: {line}", file=sys.stderr, flush=True)
+    raise SystemExit(code)

@@ -1,0 +1,161 @@
+"""The LightningModule: a backbone, a freezing plan, the optimizer built from the plan's groups, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_info
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from translearn.backbones import build_backbone
+from translearn.optimization import build_optimizer, build_scheduler
+from translearn.strategies import Finetune, FreezePlan, FreezePolicy
+
+
+def _plain(value: Any) -> Any:
+    """Hydra hands over DictConfigs; checkpoints must hold plain types to load with weights_only."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
+class TransferModule(pl.LightningModule):
+    """A pretrained torchvision backbone with a new head, trained under a freezing policy.
+
+    ``optimizer`` and ``scheduler`` are the ``model.optimizer`` / ``model.scheduler`` dicts of the config
+    (see ``conf/model/default.yaml``). To reload a trained model without re-fetching pretrained weights:
+    ``TransferModule.load_from_checkpoint(path, weights="none")``.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        weights: str | None = "imagenet",
+        num_classes: int = 2,
+        in_chans: int = 3,
+        policy: FreezePolicy | None = None,
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+        label_smoothing: float = 0.0,
+    ):
+        super().__init__()
+        self.policy = policy or Finetune()
+        self.save_hyperparameters(ignore=["policy"])
+        self.hparams.optimizer = _plain(optimizer) or {"name": "sgd", "lr": 1e-3, "momentum": 0.9}
+        self.hparams.scheduler = _plain(scheduler) or {"name": "step", "step_size": 10, "gamma": 0.1}
+        self.hparams.strategy = self.policy.describe()
+        self.net = build_backbone(backbone, num_classes, weights, in_chans)
+        self.plan = FreezePlan(self.net, self.policy)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self._epoch = 0  # the epoch whose freezing state is in force
+
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.top5 = num_classes > 5
+        if self.top5:
+            self.val_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+            self.test_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+        self.val_loss = MeanMetric()
+        # Persistent so that a resumed run still knows the best accuracy of the epochs before the cut.
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)
+
+    # --- freezing ---------------------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> TransferModule:
+        """Lightning calls ``train()`` after every validation loop; frozen BatchNorm must survive it."""
+        super().train(mode)
+        if mode and hasattr(self, "plan"):
+            self.plan.apply_modes(self._epoch)
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch = self.current_epoch
+        self.train(self.training)
+        groups = self.optimizers().param_groups if self._trainer is not None else []
+        if groups:
+            self.log("train/lr", groups[-1]["lr"], on_step=False, on_epoch=True)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self.plan.gate_gradients(self.current_epoch)
+
+    def on_fit_start(self) -> None:
+        trainable = sum(p.numel() for p in self.plan.trainable_parameters())
+        total = sum(p.numel() for p in self.parameters())
+        counts = {"params/trainable": trainable, "params/frozen": total - trainable, "params/total": total}
+        for logger in self.loggers:
+            logger.log_hyperparams(counts)
+        rank_zero_info(f"translearn: {self.net.arch} stages: {self.plan.summary(self.current_epoch)}")
+        rank_zero_info(
+            f"translearn: parameters trainable {trainable:,} / frozen {total - trainable:,} / total {total:,}"
+        )
+
+    def on_train_start(self) -> None:
+        if self.current_epoch == 0:
+            self.val_acc_best.reset()  # forget the sanity-check batches
+
+    # --- steps ------------------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self.criterion(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_loss(self.criterion(logits, y), weight=len(y))
+        self.val_acc(logits, y)
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
+        if self.top5:
+            self.val_top5(logits, y)
+            self.log("val/acc_top5", self.val_top5, on_step=False, on_epoch=True)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.test_acc(logits, y)
+        self.log(
+            "test/loss",
+            self.criterion(logits, y),
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(y),
+            sync_dist=True,
+        )
+        self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)
+        if self.top5:
+            self.test_top5(logits, y)
+            self.log("test/acc_top5", self.test_top5, on_step=False, on_epoch=True)
+
+    # --- optimisation -----------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt_cfg = dict(self.hparams.optimizer)
+        groups = self.plan.param_groups(
+            lr=opt_cfg.get("lr", 1e-3),
+            weight_decay=opt_cfg.get("weight_decay", 0.0),
+            decay_norm_and_bias=opt_cfg.get("decay_norm_and_bias", False),
+        )
+        optimizer = build_optimizer(groups, **opt_cfg)
+        max_epochs = self.trainer.max_epochs if self._trainer is not None and self.trainer.max_epochs else 1
+        scheduler = build_scheduler(optimizer, max_epochs=max_epochs, **dict(self.hparams.scheduler))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,237 @@
+"""Freezing is the product: these tests pin down that frozen means frozen, after real optimizer steps."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from fakes import random_loader, snapshot, tiny_trainer
+from translearn.errors import UserError
+from translearn.module import TransferModule
+from translearn.strategies import NEVER, POLICIES, FirstK, Freeze, FreezePolicy, Gradual
+
+FAMILIES = ["resnet18", "mobilenet_v3_small", "convnext_tiny"]
+# Aggressive settings make any leak visible: momentum and weight decay move weights with zero gradients.
+HOT_SGD = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.01, "decay_norm_and_bias": True}
+
+
+def make_module(arch: str, policy: FreezePolicy, classes: int = 3, **kwargs) -> TransferModule:
+    torch.manual_seed(0)
+    return TransferModule(
+        arch,
+        weights="none",
+        num_classes=classes,
+        policy=policy,
+        optimizer=HOT_SGD,
+        scheduler={"name": "none"},
+        **kwargs,
+    )
+
+
+def frozen_forever(module: TransferModule, epochs: float = NEVER) -> tuple[set[str], set[str]]:
+    """(parameter names, buffer names) inside stages that stay frozen through the first ``epochs`` epochs."""
+    params, buffers = set(), set()
+    prefix = "net.model."
+    for i, stage in enumerate(module.net.stages):
+        if module.plan.unfreeze[i] < epochs:
+            continue
+        for name in stage.modules:
+            sub = module.net.model.get_submodule(name)
+            params |= {f"{prefix}{name}.{n}" for n, _ in sub.named_parameters()}
+            buffers |= {f"{prefix}{name}.{n}" for n, _ in sub.named_buffers()}
+        params |= {f"{prefix}{n}" for n in stage.params}
+    return params, buffers
+
+
+def policies() -> list[FreezePolicy]:
+    return [POLICIES["finetune"](), Freeze(), FirstK(k=2), Gradual(start=1)]
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+@pytest.mark.parametrize("policy", policies(), ids=lambda p: p.name)
+def test_frozen_tensors_bit_identical_after_real_steps(arch: str, policy: FreezePolicy) -> None:
+    module = make_module(arch, policy)
+    before = snapshot(module)
+    trainer = tiny_trainer(
+        epochs=2, batches=2
+    )  # two epochs: a validation loop and Lightning's train() between
+    trainer.fit(module, random_loader(), random_loader(seed=1))
+
+    module.train()  # an explicit train() must not revive frozen BatchNorm ...
+    with torch.no_grad():
+        module(torch.randn(4, 3, 32, 32))  # ... through a forward pass in training mode
+    after = module.state_dict()
+    frozen_params, frozen_buffers = frozen_forever(module, epochs=2)
+    if (
+        policy.name != "finetune"
+    ):  # the test must cover frozen tensors (ConvNeXt's LayerNorms have no buffers)
+        assert frozen_params and (frozen_buffers or arch == "convnext_tiny")
+
+    for name in frozen_params | frozen_buffers:
+        assert torch.equal(before[name], after[name]), f"{arch}/{policy.name}: frozen {name} moved"
+    for name, p in module.named_parameters():
+        if name in frozen_params:
+            assert p.grad is None, name
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    assert trainable.isdisjoint(frozen_params)
+    # Gradual only reaches the top stage in epoch 1; everything else that trains has moved.
+    moved = {n for n in trainable if not torch.equal(before[n], after[n])}
+    expected = (
+        trainable
+        if policy.name != "gradual"
+        else {
+            n
+            for n in trainable
+            if n.startswith("net.model." + m for m in module.net.stages[-1].modules)
+            or n.startswith("net.model." + module.net.head_name)
+        }
+    )
+    assert expected <= moved, (
+        f"{arch}/{policy.name}: trainable tensors that did not move: {sorted(expected - moved)[:5]}"
+    )
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+@pytest.mark.parametrize("policy", policies(), ids=lambda p: p.name)
+def test_optimizer_holds_exactly_the_trainable_parameters_once(arch: str, policy: FreezePolicy) -> None:
+    module = make_module(arch, policy)
+    trainer = tiny_trainer()
+    trainer.fit(module, random_loader(n=8), random_loader(n=8))
+    in_optimizer = [p for group in trainer.optimizers[0].param_groups for p in group["params"]]
+    assert len(in_optimizer) == len({id(p) for p in in_optimizer}), "a parameter sits in two groups"
+    assert {id(p) for p in in_optimizer} == {id(p) for p in module.parameters() if p.requires_grad}
+
+
+def test_freeze_trains_only_the_new_head_of_resnet18() -> None:
+    module = make_module("resnet18", Freeze())
+    trainable = [n for n, p in module.named_parameters() if p.requires_grad]
+    assert trainable == ["net.model.fc.weight", "net.model.fc.bias"]
+    assert module.net.head.out_features == 3
+
+
+def test_bn_train_updates_frozen_running_stats_and_nothing_else() -> None:
+    module = make_module("resnet18", Freeze(bn="train"))
+    before = snapshot(module)
+    tiny_trainer(epochs=1, batches=2).fit(module, random_loader(), random_loader(seed=1))
+    after = module.state_dict()
+    params, buffers = frozen_forever(module)
+    stats = {b for b in buffers if b.endswith(("running_mean", "running_var"))}
+    assert stats and all(not torch.equal(before[b], after[b]) for b in stats), (
+        "bn=train must adapt running stats"
+    )
+    assert all(torch.equal(before[p], after[p]) for p in params), "bn=train must not move frozen weights"
+
+
+def test_frozen_bn_stays_in_eval_mode_after_train() -> None:
+    module = make_module("resnet18", FirstK(k=3))
+    module.train()
+    frozen_bn = [
+        m
+        for i in range(3)
+        for s in module.net.stage_modules(i)
+        for m in s.modules()
+        if isinstance(m, nn.BatchNorm2d)
+    ]
+    live_bn = [m for s in module.net.stage_modules(4) for m in s.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert frozen_bn and not any(m.training for m in frozen_bn)
+    assert live_bn and all(m.training for m in live_bn)
+
+
+def test_no_weight_decay_on_norm_and_bias_by_default() -> None:
+    torch.manual_seed(0)
+    module = TransferModule(
+        "resnet18", weights="none", num_classes=3, optimizer={"name": "sgd", "lr": 0.1, "weight_decay": 0.5}
+    )
+    groups = module.plan.param_groups(lr=0.1, weight_decay=0.5)
+    for group in groups:
+        for p in group["params"]:
+            assert (group["weight_decay"] == 0.0) == (p.ndim <= 1)
+
+
+@pytest.mark.parametrize("k", [0, 1, 5])
+def test_first_k_boundaries(k: int) -> None:
+    module = make_module("resnet18", FirstK(k=k))
+    assert module.net.num_stages == 5
+    stage_trainable = [all(p.requires_grad for p in module.net.stage_parameters(i)) for i in range(5)]
+    stage_frozen = [not any(p.requires_grad for p in module.net.stage_parameters(i)) for i in range(5)]
+    assert stage_frozen == [i < k for i in range(5)]
+    assert stage_trainable == [i >= k for i in range(5)]
+    assert all(p.requires_grad for p in module.net.head_parameters())
+    if k == 1:  # the stem is conv1 + bn1
+        assert {n for n, p in module.net.model.named_parameters() if not p.requires_grad} == {
+            "conv1.weight",
+            "bn1.weight",
+            "bn1.bias",
+        }
+
+
+def test_first_k_zero_equals_finetune_and_all_equals_freeze() -> None:
+    def trainable(policy: FreezePolicy) -> list[str]:
+        return [n for n, p in make_module("resnet18", policy).named_parameters() if p.requires_grad]
+
+    assert trainable(FirstK(k=0)) == trainable(POLICIES["finetune"]())
+    assert trainable(FirstK(k=5)) == trainable(Freeze())
+
+
+@pytest.mark.parametrize("k", [6, -1])
+def test_first_k_out_of_range_is_a_clear_error(k: int) -> None:
+    with pytest.raises(UserError, match=r"strategy.k"):
+        make_module("resnet18", FirstK(k=k))
+
+
+def test_gradual_unfreezes_at_exactly_the_configured_epochs() -> None:
+    class Recorder(pl.Callback):
+        def __init__(self) -> None:
+            self.states: list[dict[str, torch.Tensor]] = []
+            self.lrs: list[dict[str, float]] = []
+
+        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            self.lrs.append({g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups})
+
+        def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            self.states.append(snapshot(module))
+
+    module = make_module("resnet18", Gradual(epochs=[1, 2]))
+    requires_grad = {n: p.requires_grad for n, p in module.named_parameters()}
+    start = snapshot(module)
+    recorder = Recorder()
+    tiny_trainer(epochs=3, batches=2, callbacks=[recorder]).fit(
+        module, random_loader(), random_loader(seed=1)
+    )
+
+    def moved(prefix: str, epoch: int) -> bool:
+        earlier = start if epoch == 0 else recorder.states[epoch - 1]
+        names = [n for n in start if n.startswith(prefix) and "num_batches" not in n]
+        return any(not torch.equal(earlier[n], recorder.states[epoch][n]) for n in names)
+
+    assert [moved("net.model.fc.", e) for e in range(3)] == [True, True, True]
+    assert [moved("net.model.layer4.", e) for e in range(3)] == [False, True, True]
+    assert [moved("net.model.layer3.", e) for e in range(3)] == [False, False, True]
+    for prefix in ("net.model.layer2.", "net.model.layer1.", "net.model.conv1.", "net.model.bn1."):
+        assert not any(moved(prefix, e) for e in range(3)), prefix
+    # The LR gate: the stage's group sits at 0 until its epoch; groups never appear or vanish.
+    assert [lrs["layer4"] for lrs in recorder.lrs] == [0.0, 0.05, 0.05]
+    assert [lrs["layer3"] for lrs in recorder.lrs] == [0.0, 0.0, 0.05]
+    assert len({tuple(lrs) for lrs in recorder.lrs}) == 1
+    # requires_grad is decided once, before the optimizer (and any DDP wrap) exists.
+    assert {n: p.requires_grad for n, p in module.named_parameters()} == requires_grad
+
+
+def test_lr_decay_gives_discriminative_learning_rates() -> None:
+    module = make_module("resnet18", POLICIES["finetune"](lr_decay=0.5))
+    lrs = {g["name"]: g["lr"] for g in module.plan.param_groups(lr=1.0)}
+    assert lrs["head"] == 1.0
+    assert lrs["layer4"] == 0.5
+    assert lrs["layer3"] == 0.25
+    assert lrs["stem"] == 0.5**5
+
+
+def test_bad_policy_values_are_user_errors() -> None:
+    with pytest.raises(UserError, match=r"strategy\.bn"):
+        Freeze(bn="sometimes")
+    with pytest.raises(UserError, match=r"strategy\.epochs"):
+        Gradual(epochs=[3, 1])
+    with pytest.raises(UserError, match="lr_decay"):
+        Freeze(lr_decay=0)
