@@ -17,6 +17,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -130,6 +131,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         metrics = run(cfg)
     except UserError as exc:
         exit_with(str(exc))
+    except InstantiationException as exc:  # Hydra wraps what a constructor raises, UserError included
+        if isinstance(exc.__cause__, UserError):
+            exit_with(str(exc.__cause__))
+        raise
     return metrics["best_val_acc"]
 
 
