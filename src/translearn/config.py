@@ -26,11 +26,23 @@ MAX_VALIDATED_CELLS = 256
 
 
 def register_resolvers() -> None:
-    """``${translearn.in_chans:color,gray_mode}``: the model's input channels, derived from the dataset."""
+    """``${translearn.in_chans:color,gray_mode}``: the model's input channels, derived from the dataset.
+
+    ``${translearn.num_classes:}`` (in a dataset config): the class count the data module finds on
+    disk with its own class rule, so the model's head never disagrees with the index.
+    """
     if not OmegaConf.has_resolver("translearn.in_chans"):
         OmegaConf.register_new_resolver(
             "translearn.in_chans", lambda color, mode: input_channels(color, mode)
         )
+    if not OmegaConf.has_resolver("translearn.num_classes"):
+        OmegaConf.register_new_resolver("translearn.num_classes", _num_classes)
+
+
+def _num_classes(*, _parent_: DictConfig) -> int | None:
+    from translearn.data.prepare import count_classes  # imports the data modules only when used
+
+    return count_classes(_parent_)
 
 
 def one_line(exc: BaseException) -> str:
@@ -81,7 +93,7 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     if len(cells) <= MAX_VALIDATED_CELLS:
         return cells
     base = [c[0] for c in choices]
-    return [[*base[:i], v, *base[i + 1:]] for i, c in enumerate(choices) for v in c]
+    return [[*base[:i], v, *base[i + 1 :]] for i, c in enumerate(choices) for v in c]
 
 
 def check_values(cfg: DictConfig) -> None:

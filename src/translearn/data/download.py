@@ -1,0 +1,128 @@
+"""Getting the publishers' archives: a checksummed zip over HTTPS, or the ``kaggle`` CLI.
+
+Only ``python -m translearn.data prepare DATASET --download`` calls these; training never downloads.
+Downloads go to a ``.partial`` file first and are unpacked only once complete, so an interrupted
+download leaves nothing that looks like data. Existing files are never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from translearn.errors import UserError
+
+CHUNK = 1 << 20
+
+
+def _writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {root} ({exc.strerror}); pass a writable --root") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into {root}; pass a writable --root")
+
+
+def extract_zip(archive: Path, dest: Path) -> None:
+    """Unpack ``archive`` into ``dest``, refusing members that would land outside it or overwrite a file."""
+    with zipfile.ZipFile(archive) as zf:
+        bad = zf.testzip()
+        if bad is not None:
+            raise UserError(f"{archive} is corrupt (first bad member: {bad}); delete it and download again")
+        base = dest.resolve()
+        for member in zf.infolist():
+            target = (dest / member.filename).resolve()
+            if base not in (target, *target.parents):
+                raise UserError(
+                    f"{archive} holds a member outside its folder ({member.filename}); not unpacking"
+                )
+            if not member.is_dir() and target.exists():
+                continue  # never overwrite what the user already has
+            zf.extract(member, dest)
+
+
+def fetch_zip(url: str, root: Path, sha256: str | None, name: str) -> Path:
+    """Download ``url`` to ``root/name``, check its SHA-256 (when known), and unpack it into ``root``."""
+    _writable(root)
+    archive = root / name
+    if not archive.is_file():
+        partial = root / f".{name}.partial"
+        digest = hashlib.sha256()
+        print(f"translearn: downloading {url} to {archive}", flush=True)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+                while chunk := response.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise UserError(
+                f"downloading {url} failed ({exc}); check the network, or fetch it by hand into {root}"
+            ) from None
+        got = digest.hexdigest()
+        if sha256 and got != sha256:
+            partial.unlink(missing_ok=True)
+            raise UserError(
+                f"{url} has SHA-256 {got}, expected {sha256}; the download is corrupt or changed, retry"
+            )
+        os.replace(partial, archive)
+        print(
+            f"translearn: {name} sha256 {got}" + (" (verified)" if sha256 else " (no pinned checksum)"),
+            flush=True,
+        )
+    elif sha256:
+        got = file_sha256(archive)
+        if got != sha256:
+            raise UserError(
+                f"{archive} has SHA-256 {got}, expected {sha256}; move it away and download again"
+            )
+    extract_zip(archive, root)
+    return root
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def kaggle_configured() -> bool:
+    """The kaggle CLI reads KAGGLE_USERNAME/KAGGLE_KEY or a kaggle.json in its config folder."""
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return True
+    folders = [os.environ.get("KAGGLE_CONFIG_DIR"), "~/.kaggle", "~/.config/kaggle"]
+    return any(f and Path(f).expanduser().joinpath("kaggle.json").is_file() for f in folders)
+
+
+def fetch_kaggle(kind: str, ref: str, root: Path, manual: str, inner_zips: tuple[str, ...] = ()) -> Path:
+    """``kaggle datasets|competitions download`` into ``root`` and unpack, inner zips included.
+
+    ``manual`` is the one-line fallback instruction shown when the CLI is missing or not configured.
+    """
+    exe = shutil.which("kaggle")
+    if exe is None or not kaggle_configured():
+        why = "the kaggle CLI is not installed" if exe is None else "the kaggle CLI has no credentials"
+        raise UserError(
+            f"{why} (pip install kaggle, then put your API token in ~/.kaggle/kaggle.json); or {manual}"
+        )
+    _writable(root)
+    flag = {"datasets": "-d", "competitions": "-c"}[kind]
+    print(f"translearn: kaggle {kind} download {ref} into {root}", flush=True)
+    proc = subprocess.run([exe, kind, "download", flag, ref, "-p", str(root)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise UserError(f"kaggle download of {ref} failed: {last[0]}; or {manual}")
+    for archive in sorted(root.glob("*.zip")):
+        extract_zip(archive, root)
+    for inner in inner_zips:
+        if (root / inner).is_file():
+            extract_zip(root / inner, root)
+    return root

@@ -1,0 +1,643 @@
+"""Prepare once: find a dataset's files in its publisher's layout, verify each, split, write the index.
+
+Training reads only the index, so no epoch ever meets a file that does not decode. The pipeline:
+
+1. **scan** (per dataset, :meth:`PreparedDataModule.scan`): the image files of the layout, each with its
+   class and, where the layout fixes it, its split. Stray entries (``056.dog/greg/``, ``RENAME2``, the
+   nested ``simpsons_dataset/simpsons_dataset/``) are set aside as *ignored* and listed in the report.
+2. **select** the classes: ``dataset.classes`` (``all``, a preset, or a list) then ``dataset.top_n``.
+   Empty class folders are dropped with a warning.
+3. **verify** every selected file once: not empty, decodes completely, converts to RGB. Results are
+   cached by (size, mtime), so preparing again re-verifies only what changed. Files that fail are
+   *excluded* and listed with the reason; nothing is deleted or rewritten.
+4. **split** (:mod:`translearn.data.splits`) and **write** the index and a report.
+
+Nothing is written into the data root, which may be read-only: the index, the verification cache and
+the report live in ``index_dir`` (``${paths.cache_dir}/index`` in the configs), in one folder per
+dataset and absolute root (``<name>-<hash of the resolved root>``). Class discovery (steps 1-2, no
+decoding) is cheap and also feeds the ``${translearn.num_classes:}`` resolver, so the model's head
+size comes from the same rule as the index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from filelock import FileLock
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from PIL import Image
+
+from translearn.data.base import SPLITS, DatasetIndex, ImageDataModule
+from translearn.data.images import JUNK_NAMES, is_image_name, load_rgb
+from translearn.data.splits import SPLIT_RULES, Entry, assign_splits, natural_key
+from translearn.errors import UserError
+
+INDEX_VERSION = 1
+# Above this many files to decode, verification runs on threads (Pillow releases the GIL while decoding).
+PARALLEL_FROM = 64
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A one-line warning on stderr, once per process and only on rank 0 (discovery runs on every rank)."""
+    if message in _warned or os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0":
+        return
+    _warned.add(message)
+    print(f"translearn: warning: {message}", file=sys.stderr, flush=True)
+
+
+# --- scanning ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scan:
+    """What a dataset's layout holds: image entries, class folders (empty ones too), and ignored entries."""
+
+    entries: list[Entry] = field(default_factory=list)
+    class_dirs: list[str] = field(default_factory=list)
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+
+
+def relative(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def is_junk(name: str) -> bool:
+    """Files operating systems and archivers leave behind: skipped silently, never reported."""
+    return name.startswith(".") or name.lower() in JUNK_NAMES or name == "__MACOSX"
+
+
+def list_dir(folder: Path) -> list[os.DirEntry]:
+    """The entries of ``folder`` sorted by name; an unreadable folder is the user's to fix, in one line."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(it, key=lambda e: e.name)
+    except PermissionError:
+        raise UserError(
+            f"cannot read {folder} (permission denied); make it readable (chmod) and rerun"
+        ) from None
+    except NotADirectoryError:
+        raise UserError(f"{folder} is not a folder") from None
+
+
+def is_dir(entry: os.DirEntry) -> bool:
+    """Symlinked folders count as folders; a dangling link does not."""
+    try:
+        return entry.is_dir(follow_symlinks=True)
+    except OSError:
+        return False
+
+
+def subfolders(folder: Path) -> list[Path]:
+    return [Path(e.path) for e in list_dir(folder) if is_dir(e) and not is_junk(e.name)]
+
+
+def images_in(
+    folder: Path, root: Path, recursive: bool = False, _seen: set[str] | None = None
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """(image paths, ignored entries) under ``folder``, relative to ``root``; symlinked folders followed.
+
+    Non-recursive: subfolders are not part of the layout (Caltech256's ``056.dog/greg/``) and are
+    reported as ignored. Recursive: each real folder is visited once, so a symlink loop ends.
+    """
+    seen = _seen if _seen is not None else set()
+    real = os.path.realpath(folder)
+    if real in seen:
+        return [], [(relative(folder, root) + "/", "symlink loop (already visited)")]
+    seen.add(real)
+    images: list[str] = []
+    ignored: list[tuple[str, str]] = []
+    for entry in list_dir(folder):
+        path = Path(entry.path)
+        if is_junk(entry.name):
+            continue
+        if is_dir(entry):
+            if recursive:
+                sub_images, sub_ignored = images_in(path, root, True, seen)
+                images += sub_images
+                ignored += sub_ignored
+            else:
+                ignored.append((relative(path, root) + "/", "unexpected folder inside a class folder"))
+        elif is_image_name(entry.name):
+            images.append(relative(path, root))
+        else:
+            ignored.append((relative(path, root), "not an image file name"))
+    return images, ignored
+
+
+def class_folder_scan(
+    root: Path, folder: Path, split: str | None = None, recursive: bool = False, skip: Sequence[str] = ()
+) -> Scan:
+    """``folder/<class>/<image>``: each subfolder is a class (empty ones included in ``class_dirs``)."""
+    scan = Scan()
+    for entry in list_dir(folder):
+        path = Path(entry.path)
+        if is_junk(entry.name) or entry.name in skip:
+            continue
+        if not is_dir(entry):
+            reason = (
+                "image outside any class folder" if is_image_name(entry.name) else "not part of the layout"
+            )
+            scan.ignored.append((relative(path, root), reason))
+            continue
+        scan.class_dirs.append(entry.name)
+        images, ignored = images_in(path, root, recursive)
+        scan.entries += [Entry(rel, entry.name, split) for rel in images]
+        scan.ignored += ignored
+    return scan
+
+
+def merge(*scans: Scan) -> Scan:
+    out = Scan()
+    for scan in scans:
+        out.entries += scan.entries
+        out.ignored += scan.ignored
+        out.class_dirs += [c for c in scan.class_dirs if c not in out.class_dirs]
+    return out
+
+
+# --- verification -----------------------------------------------------------------------------------
+
+
+def verify_image(path: str | Path) -> str | None:
+    """Why ``path`` cannot be trained on, or None when it is a complete, decodable image."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+        image = load_rgb(path)  # a full decode: truncated files fail here
+        if image.width < 1 or image.height < 1:
+            return "image has no pixels"
+    except Image.UnidentifiedImageError:
+        return "not an image (no decoder recognises it)"
+    except Image.DecompressionBombError as exc:
+        return f"too large to decode safely: {exc}"
+    except Exception as exc:  # any decoder failure means: do not train on it
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        if "truncated" in message.lower():
+            return f"truncated: {message}"
+        return f"cannot decode: {message}"
+    return None
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+@dataclass
+class Verified:
+    """Per file: None when usable, else why not. ``checked`` counts the files decoded in this call."""
+
+    reasons: dict[str, str | None]
+    checked: int
+
+
+def verify_files(root: Path, rels: Sequence[str], cache_file: Path, reverify: bool = False) -> Verified:
+    """Verify ``rels`` under ``root``, decoding only files whose (size, mtime) changed since the cache."""
+    cache: dict[str, list] = {}
+    if cache_file.is_file() and not reverify:
+        try:
+            cache = json.loads(cache_file.read_text(encoding="utf-8")).get("files", {})
+        except (OSError, ValueError):
+            cache = {}  # a damaged cache only costs a re-verification
+    reasons: dict[str, str | None] = {}
+    todo: list[tuple[str, tuple[int, int]]] = []
+    for rel in rels:
+        stat = _stat(root / rel)
+        if stat is None:
+            reasons[rel] = "cannot read (missing or permission denied)"
+            continue
+        cached = cache.get(rel)
+        if cached and tuple(cached[:2]) == stat:
+            reasons[rel] = cached[2]
+        else:
+            todo.append((rel, stat))
+    if todo:
+        paths = [root / rel for rel, _ in todo]
+        if len(todo) >= PARALLEL_FROM:
+            print(f"translearn: verifying {len(todo)} files under {root} (once; cached)", flush=True)
+            with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+                results = list(pool.map(verify_image, paths, chunksize=16))
+        else:
+            results = [verify_image(p) for p in paths]
+        for (rel, stat), reason in zip(todo, results, strict=True):
+            reasons[rel] = reason
+            cache[rel] = [*stat, reason]
+    if todo or reverify:
+        write_json(cache_file, {"version": INDEX_VERSION, "files": cache})
+    return Verified(reasons, len(todo))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic: a reader (another rank, another sweep cell) never sees half a file."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+# --- class selection --------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    return (
+        OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
+    )
+
+
+def select_classes(
+    name: str,
+    root: Path,
+    counts: dict[str, int],
+    wanted: Sequence[str] | None,
+    top_n: int | None,
+    match=None,
+) -> list[str]:
+    """The classes to train on: ``wanted`` (None = all non-empty), then the ``top_n`` largest.
+
+    ``counts`` maps every class folder to its number of image files (0 for an empty folder).
+    ``match(requested, available)`` resolves a requested name to a folder name (e.g. ``dog`` → ``056.dog``).
+    """
+    empty = sorted(c for c, n in counts.items() if n == 0)
+    if wanted is None:
+        chosen = sorted((c for c, n in counts.items() if n > 0), key=natural_key)
+        for cls in empty:
+            warn_once(f"{name}: class folder '{cls}' under {root} holds no images; it is left out")
+    else:
+        chosen, missing = [], []
+        for requested in wanted:
+            found = (
+                match(str(requested), counts)
+                if match
+                else (str(requested) if str(requested) in counts else None)
+            )
+            if found is None:
+                missing.append(str(requested))
+            elif found not in chosen:
+                chosen.append(found)
+        if missing:
+            available = sorted(counts, key=natural_key)
+            shown = ", ".join(available[:12]) + (
+                f", ... ({len(available)} in all)" if len(available) > 12 else ""
+            )
+            raise UserError(
+                f"{name}: dataset.classes names {', '.join(missing)}, not found under {root}; "
+                f"available: {shown}"
+            )
+        bare = [c for c in chosen if counts[c] == 0]
+        if bare:
+            raise UserError(
+                f"{name}: class folder(s) {', '.join(bare)} under {root} hold no images; add images or "
+                "leave them out of dataset.classes"
+            )
+        chosen = sorted(chosen, key=natural_key)
+    if top_n is not None:
+        top_n = int(top_n)
+        if top_n < 2 or top_n > len(chosen):
+            raise UserError(
+                f"{name}: dataset.top_n={top_n} must be between 2 and the {len(chosen)} selected classes"
+            )
+        largest = sorted(chosen, key=lambda c: (-counts[c], natural_key(c)))[:top_n]
+        chosen = sorted(largest, key=natural_key)
+    if len(chosen) < 2:
+        raise UserError(
+            f"{name}: {len(chosen)} class(es) with images under {root} ({', '.join(chosen) or 'none'}); "
+            "a classifier needs at least 2 — check dataset.root and dataset.classes"
+        )
+    return chosen
+
+
+# --- the prepared data module -----------------------------------------------------------------------
+
+
+@dataclass
+class Prepared:
+    """What one preparation found and wrote."""
+
+    classes: list[str]
+    counts: dict[str, int]
+    per_class: dict[str, dict[str, int]]
+    usable: int
+    excluded: list[tuple[str, str]]
+    ignored: list[tuple[str, str]]
+    checked: int
+    index_path: Path
+    report_path: Path
+    digest: str
+
+
+def default_index_dir() -> Path:
+    cache = os.environ.get("TRANSLEARN_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "translearn"
+    )
+    return Path(cache) / "index"
+
+
+class PreparedDataModule(ImageDataModule):
+    """A dataset read in its publisher's layout, verified and indexed once, then trained from the index.
+
+    Subclasses say where the files are (:meth:`scan`), how the layout looks (``LAYOUT``) and how to get
+    it (``HOW_TO_GET``, :meth:`download`). Shared knobs: ``split`` (see :mod:`translearn.data.splits`),
+    ``val_fraction``/``test_fraction`` (``split=random``), ``classes`` (``all``, a preset, or a list),
+    ``top_n`` (keep the N classes with the most images) and ``index_dir`` (where the index is kept).
+    """
+
+    DATASET: ClassVar[str] = "images"
+    LAYOUT: ClassVar[str] = "ROOT/<class>/<image>"
+    HOW_TO_GET: ClassVar[str] = "put the images there"
+    DEFAULT_SPLIT: ClassVar[str] = "seed2017"
+
+    def __init__(
+        self,
+        root: str | Path,
+        index_dir: str | Path | None = None,
+        split: str | None = None,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.0,
+        classes: str | Sequence[str] = "all",
+        top_n: int | None = None,
+        **kwargs: Any,
+    ):
+        if root is None or str(root) in ("", "???"):
+            raise UserError(f"{self.DATASET}: set dataset.root=DIR, a folder laid out as {self.LAYOUT}")
+        kwargs.setdefault("name", self.DATASET)
+        super().__init__(root, **kwargs)
+        self.index_dir = Path(str(index_dir)).expanduser() if index_dir else default_index_dir()
+        self.split = split or self.DEFAULT_SPLIT
+        if self.split not in self.split_rules():
+            raise UserError(
+                f"{self.name}: dataset.split must be one of {', '.join(self.split_rules())}, "
+                f"got '{self.split}'"
+            )
+        self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
+        self.classes_wanted = _plain(classes)
+        self.top_n = top_n
+        self.digest = ""
+        self._scan, self.selected_classes = self.discover()
+
+    # --- what each dataset defines ----------------------------------------------------------------
+
+    def scan(self) -> Scan:
+        """Every image of the layout under ``self.root``, with its class and any fixed split."""
+        raise NotImplementedError
+
+    def split_rules(self) -> tuple[str, ...]:
+        return SPLIT_RULES
+
+    def class_preset(self, name: str) -> list[str] | None:
+        """A named class list for ``dataset.classes`` (e.g. simpsons' ``seed2017``), or None."""
+        return None
+
+    def match_class(self, requested: str, available: dict[str, int]) -> str | None:
+        return requested if requested in available else None
+
+    def split_entries(self, entries: list[Entry]) -> dict[str, list[Entry]]:
+        return assign_splits(entries, self.split, self.val_fraction, self.test_fraction, self.seed)
+
+    def split_name(self) -> str:
+        """The split rule as the report names it."""
+        return self.split
+
+    @classmethod
+    def download(cls, root: Path) -> None:
+        """Fetch the dataset into ``root`` where that is possible; otherwise say how to get it."""
+        raise UserError(f"{cls.DATASET} cannot be downloaded automatically; {cls.how_to_get(root)}")
+
+    @classmethod
+    def how_to_get(cls, root: Path) -> str:
+        return cls.HOW_TO_GET.format(root=root, name=cls.DATASET)
+
+    # --- discovery: cheap, no decoding ------------------------------------------------------------
+
+    def check_root(self) -> None:
+        root = self.root
+        if not root.exists():
+            raise UserError(f"{self.name}: dataset.root {root} does not exist; {self.how_to_get(root)}")
+        if not root.is_dir():
+            raise UserError(f"{self.name}: dataset.root {root} is not a folder; expected {self.LAYOUT}")
+        if not os.access(root, os.R_OK | os.X_OK):
+            raise UserError(
+                f"{self.name}: dataset.root {root} is not readable; fix its permissions (chmod u+rx) or "
+                "point dataset.root at a readable copy"
+            )
+
+    def layout_error(self, detail: str) -> UserError:
+        return UserError(
+            f"{self.name}: {detail} under dataset.root {self.root}; expected layout {self.LAYOUT}"
+        )
+
+    def discover(self) -> tuple[Scan, list[str]]:
+        """(the layout's scan, the selected classes): what the index will hold, before any decoding."""
+        self.check_root()
+        scan = self.scan()
+        if not scan.entries and not scan.class_dirs:
+            raise self.layout_error("no class folders with images found")
+        # Classes come from the training layout; a test-only name (Simpsons' test set) makes no class.
+        counts = Counter(dict.fromkeys(scan.class_dirs, 0))
+        counts.update(e.cls for e in scan.entries if e.split != "test")
+        wanted = self.classes_wanted
+        if isinstance(wanted, str):
+            wanted = None if wanted == "all" else self.class_preset(wanted) or [wanted]
+        classes = select_classes(self.name, self.root, counts, wanted, self.top_n, self.match_class)
+        return scan, classes
+
+    # --- preparation --------------------------------------------------------------------------------
+
+    @property
+    def index_folder(self) -> Path:
+        key = hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:12]
+        return self.index_dir / f"{self.name}-{key}"
+
+    def settings(self) -> dict[str, Any]:
+        """Everything the index depends on besides the files; a change gives a separate index file."""
+        out: dict[str, Any] = {"split": self.split, "classes": self.selected_classes}
+        if self.split not in ("seed2017", "folders"):
+            out.update(val_fraction=self.val_fraction, test_fraction=self.test_fraction, seed=self.seed)
+        return out
+
+    @property
+    def index_path(self) -> Path:
+        blob = json.dumps([INDEX_VERSION, self.settings()], sort_keys=True).encode()
+        return self.index_folder / f"index-{self.split}-{hashlib.sha1(blob).hexdigest()[:10]}.json"
+
+    @property
+    def report_path(self) -> Path:
+        return self.index_path.with_name(self.index_path.stem.replace("index-", "report-") + ".txt")
+
+    def _writable_index_folder(self) -> Path:
+        folder = self.index_folder
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".probe-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(
+                f"{self.name}: cannot write the dataset index in {folder} ({exc.strerror}); set "
+                "paths.cache_dir=DIR (or TRANSLEARN_CACHE) to a writable folder"
+            ) from None
+        return folder
+
+    def prepare(self, reverify: bool = False) -> Prepared:
+        """Scan, verify (only what changed), split and write the index and report. Safe across processes."""
+        folder = self._writable_index_folder()
+        with FileLock(str(folder / "prepare.lock")):
+            self._scan, self.selected_classes = self.discover()  # the files may have changed since __init__
+            selected = set(self.selected_classes)
+            entries = [e for e in self._scan.entries if e.cls in selected]
+            verified = verify_files(self.root, [e.rel for e in entries], folder / "files.json", reverify)
+            excluded = [(e.rel, verified.reasons[e.rel]) for e in entries if verified.reasons[e.rel]]
+            usable = [e for e in entries if verified.reasons[e.rel] is None]
+            split = self.split_entries(usable)
+            label = {c: i for i, c in enumerate(self.selected_classes)}
+            samples = {s: [[e.rel, label[e.cls]] for e in split[s]] for s in SPLITS}
+            digest = hashlib.sha1(json.dumps(samples).encode()).hexdigest()[:10]
+            per_class = {c: dict.fromkeys(SPLITS, 0) for c in self.selected_classes}
+            for s in SPLITS:
+                for e in split[s]:
+                    per_class[e.cls][s] += 1
+            result = Prepared(
+                classes=list(self.selected_classes),
+                counts={s: len(samples[s]) for s in SPLITS},
+                per_class=per_class,
+                usable=len(usable),
+                excluded=excluded,
+                ignored=list(self._scan.ignored),
+                checked=verified.checked,
+                index_path=self.index_path,
+                report_path=self.report_path,
+                digest=digest,
+            )
+            self.report_path.write_text(self.report(result), encoding="utf-8")
+            if not usable:
+                raise UserError(
+                    f"{self.name}: no readable images under {self.root} ({len(excluded)} files failed "
+                    f"verification); see {self.report_path}"
+                )
+            lost = [c for c, n in per_class.items() if not sum(n.values())]
+            if lost:
+                raise UserError(
+                    f"{self.name}: every image of class {', '.join(lost)} failed verification (see "
+                    f"{self.report_path}); fix those files or leave the class out with dataset.classes"
+                )
+            write_json(
+                self.index_path,
+                {
+                    "version": INDEX_VERSION,
+                    "dataset": self.name,
+                    "root": str(self.root.resolve()),
+                    "settings": self.settings(),
+                    "classes": self.selected_classes,
+                    "digest": digest,
+                    "samples": samples,
+                    "excluded": excluded,
+                },
+            )
+        return result
+
+    def report(self, r: Prepared) -> str:
+        """The human-readable account of one preparation: counts, per-class splits, what was left out."""
+        width = max([len(c) for c in r.classes] + [5])
+        lines = [
+            f"translearn data report — {self.name}",
+            f"root      {self.root.resolve()}",
+            f"index     {r.index_path}",
+            f"prepared  {time.strftime('%Y-%m-%d %H:%M:%S')}",
+            f"files     {r.usable + len(r.excluded)} images found, {r.usable} usable, {len(r.excluded)} "
+            f"excluded (failed verification), {len(r.ignored)} entries ignored (not part of the layout)",
+            f"split     {self.split_name()}: "
+            + " / ".join(f"{s} {r.counts[s]}" for s in SPLITS if r.counts[s]),
+            f"classes   {len(r.classes)}",
+            "",
+            f"{'class':<{width}}  {'train':>6} {'val':>6} {'test':>6}",
+        ]
+        lines += [
+            f"{c:<{width}}  {n['train']:>6} {n['val']:>6} {n['test']:>6}" for c, n in r.per_class.items()
+        ]
+        lines += ["", f"excluded files ({len(r.excluded)}; left on disk untouched, never used for training):"]
+        lines += [f"  {rel}\t{why}" for rel, why in r.excluded] or ["  none"]
+        lines += ["", f"ignored entries ({len(r.ignored)}):"]
+        lines += [f"  {rel}\t{why}" for rel, why in r.ignored] or ["  none"]
+        return "\n".join(lines) + "\n"
+
+    def summary(self, r: Prepared) -> str:
+        split = " / ".join(f"{s} {r.counts[s]}" for s in SPLITS if r.counts[s])
+        return (
+            f"translearn: prepared {self.name}: {len(r.classes)} classes, {split} ({self.split_name()}); "
+            f"{r.usable} images usable, {len(r.excluded)} excluded, {r.checked} verified now; "
+            f"report {r.report_path}"
+        )
+
+    # --- Lightning hooks ----------------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        """Lightning runs this once per node (local rank 0) before ``setup`` on every rank."""
+        if self._index is None:  # fit prepares; the test after it reuses the same index
+            print(self.summary(self.prepare()), flush=True)
+
+    def load_index(self) -> DatasetIndex | None:
+        path = self.index_path
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if data.get("version") != INDEX_VERSION or data.get("classes") != self.selected_classes:
+            return None
+        self.digest = data.get("digest", "")
+        samples = {
+            s: [(str(self.root / rel), int(label)) for rel, label in data["samples"].get(s, [])]
+            for s in SPLITS
+        }
+        return DatasetIndex(list(data["classes"]), samples)
+
+    def build_index(self) -> DatasetIndex:
+        index = self.load_index()
+        if index is None:  # used without a Trainer, or the index was removed: prepare now
+            self.prepare()
+            index = self.load_index()
+        if index is None:
+            raise UserError(f"{self.name}: could not read the index {self.index_path}; rerun prepare")
+        return index
+
+    def setup(self, stage: str | None = None) -> None:
+        first = not self.datasets
+        super().setup(stage)
+        if first:
+            counts = " / ".join(f"{s} {self.index.count(s)}" for s in SPLITS if self.index.count(s))
+            world = self.trainer.world_size if self.trainer is not None else 1
+            rank = f" rank {self.trainer.global_rank}/{world}" if world > 1 else ""
+            print(
+                f"translearn: {self.name}{rank}: {len(self.index.classes)} classes, {counts} "
+                f"(index {self.digest})",
+                flush=True,
+            )
+
+
+def count_classes(node: DictConfig) -> int | None:
+    """``${translearn.num_classes:}``: the class count of the dataset config ``node``, from its files.
+
+    Returns None when the dataset cannot be read; instantiating the data module then raises the
+    UserError itself (an error raised inside a resolver would reach the user wrapped in a traceback).
+    """
+    from hydra.utils import get_class
+
+    cls = get_class(node._target_)
+    kwargs = {k: _plain(node[k]) for k in node if k not in ("_target_", "num_classes", "in_chans")}
+    try:
+        return len(cls(**kwargs).selected_classes)
+    except UserError:
+        return None
