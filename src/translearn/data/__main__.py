@@ -1,0 +1,86 @@
+"""``python -m translearn.data prepare DATASET --root DIR [--download] [KEY=VALUE ...]``.
+
+Fetches the dataset where that is possible, verifies every file, writes the index training reads, and
+prints the report. Extra ``KEY=VALUE`` overrides are the same as for training (``dataset.classes=all``,
+``dataset.split=random``, ``paths.cache_dir=DIR``), so the index prepared here is the one a run with
+those overrides uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from translearn.errors import UserError, exit_with
+
+DATASETS = ("hymenoptera", "simpsons", "caltech256", "dogs_vs_cats", "imagefolder", "shapes")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m translearn.data",
+        description="Fetch (where possible), verify and index a dataset for translearn.",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser(
+        "prepare", help="download (optional), verify every file, write the index and report"
+    )
+    prep.add_argument("dataset", help=f"one of: {', '.join(DATASETS)}")
+    prep.add_argument("--root", help="where the data lives (default: the dataset config's root)")
+    prep.add_argument("--download", action="store_true", help="fetch the data into --root first, if missing")
+    prep.add_argument("--reverify", action="store_true", help="decode every file again, ignoring the cache")
+    prep.add_argument("overrides", nargs="*", help="config overrides, e.g. dataset.classes=all")
+    return p
+
+
+def prepare(dataset: str, root: str | None, download: bool, reverify: bool, overrides: list[str]) -> int:
+    """Compose the dataset's config as training would, then download, verify and index it."""
+    from hydra.errors import HydraException, InstantiationException
+    from hydra.utils import get_class, instantiate
+    from omegaconf.errors import OmegaConfBaseException
+
+    from translearn.config import compose_config, one_line
+    from translearn.data.prepare import PreparedDataModule
+
+    extra = [f"dataset.root={Path(root).expanduser().absolute()}"] if root else []
+    try:
+        cfg = compose_config([f"dataset={dataset}", *extra, *overrides])
+        target = get_class(cfg.dataset._target_)
+        data_root = Path(str(cfg.dataset.root)).expanduser()
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise UserError(one_line(exc)) from None
+    if download:
+        target.download(data_root)
+    try:
+        datamodule = instantiate(cfg.dataset)
+    except InstantiationException as exc:  # Hydra wraps what the constructor raised
+        if isinstance(exc.__cause__, UserError):
+            raise exc.__cause__ from None
+        raise
+    if not isinstance(datamodule, PreparedDataModule):
+        datamodule.prepare_data()
+        print(f"translearn: {dataset} is ready under {data_root}")
+        return 0
+    result = datamodule.prepare(reverify=reverify)
+    print(datamodule.report(result), end="")
+    print(datamodule.summary(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = parser()
+    # Overrides may follow the options (prepare X --root DIR dataset.classes=all); argparse leaves them over.
+    args, extra = cli.parse_known_args(argv)
+    unknown = [a for a in extra if "=" not in a or a.startswith("-")]
+    if unknown:
+        cli.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = [*args.overrides, *extra]
+    try:
+        return prepare(args.dataset, args.root, args.download, args.reverify, args.overrides)
+    except UserError as exc:
+        exit_with(str(exc))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
