@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, open_dict, read_write
 
 # Nothing in the suite may reach the network or the user's caches.
 os.environ["WANDB_MODE"] = os.environ.get("WANDB_MODE", "disabled")
@@ -64,10 +64,9 @@ def compose_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
     def make(*overrides: str, run_dir: Path | None = None) -> DictConfig:
         out = run_dir or tmp_path / "run"
         cfg = compose_config([*TINY, *overrides, f"hydra.run.dir={out}"], return_hydra_config=True)
+        with read_write(cfg), open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(out)  # what Hydra's launcher sets for a real run
         HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(out)
-            cfg.hydra.runtime.output_dir = str(out)
         out.mkdir(parents=True, exist_ok=True)
         return cfg
 

@@ -52,12 +52,16 @@ def policies() -> list[FreezePolicy]:
 @pytest.mark.parametrize("arch", FAMILIES)
 @pytest.mark.parametrize("policy", policies(), ids=lambda p: p.name)
 def test_frozen_tensors_bit_identical_after_real_steps(arch: str, policy: FreezePolicy) -> None:
+    """Also: the optimizer holds exactly the trainable parameters, each once (one fit serves both)."""
     module = make_module(arch, policy)
     before = snapshot(module)
     trainer = tiny_trainer(
         epochs=2, batches=2
     )  # two epochs: a validation loop and Lightning's train() between
     trainer.fit(module, random_loader(), random_loader(seed=1))
+    in_optimizer = [p for group in trainer.optimizers[0].param_groups for p in group["params"]]
+    assert len(in_optimizer) == len({id(p) for p in in_optimizer}), "a parameter sits in two groups"
+    assert {id(p) for p in in_optimizer} == {id(p) for p in module.parameters() if p.requires_grad}
 
     module.train()  # an explicit train() must not revive frozen BatchNorm ...
     with torch.no_grad():
@@ -74,34 +78,16 @@ def test_frozen_tensors_bit_identical_after_real_steps(arch: str, policy: Freeze
     for name, p in module.named_parameters():
         if name in frozen_params:
             assert p.grad is None, name
+    never, _ = frozen_forever(module)  # requires_grad is off exactly where the stage never trains
+    assert {n for n, p in module.named_parameters() if not p.requires_grad} == never
     trainable = {n for n, p in module.named_parameters() if p.requires_grad}
-    assert trainable.isdisjoint(frozen_params)
     # Gradual only reaches the top stage in epoch 1; everything else that trains has moved.
     moved = {n for n in trainable if not torch.equal(before[n], after[n])}
-    expected = (
-        trainable
-        if policy.name != "gradual"
-        else {
-            n
-            for n in trainable
-            if n.startswith("net.model." + m for m in module.net.stages[-1].modules)
-            or n.startswith("net.model." + module.net.head_name)
-        }
-    )
+    top = tuple(f"net.model.{m}." for m in (*module.net.stages[-1].modules, module.net.head_name))
+    expected = trainable if policy.name != "gradual" else {n for n in trainable if n.startswith(top)}
     assert expected <= moved, (
         f"{arch}/{policy.name}: trainable tensors that did not move: {sorted(expected - moved)[:5]}"
     )
-
-
-@pytest.mark.parametrize("arch", FAMILIES)
-@pytest.mark.parametrize("policy", policies(), ids=lambda p: p.name)
-def test_optimizer_holds_exactly_the_trainable_parameters_once(arch: str, policy: FreezePolicy) -> None:
-    module = make_module(arch, policy)
-    trainer = tiny_trainer()
-    trainer.fit(module, random_loader(n=8), random_loader(n=8))
-    in_optimizer = [p for group in trainer.optimizers[0].param_groups for p in group["params"]]
-    assert len(in_optimizer) == len({id(p) for p in in_optimizer}), "a parameter sits in two groups"
-    assert {id(p) for p in in_optimizer} == {id(p) for p in module.parameters() if p.requires_grad}
 
 
 def test_freeze_trains_only_the_new_head_of_resnet18() -> None:

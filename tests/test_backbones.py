@@ -1,0 +1,165 @@
+"""Backbones: heads found and replaced across families, stages that partition the model, weights loading."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from translearn.backbones import build_backbone, imagenet_state_dict
+from translearn.errors import UserError
+
+# One of each head/stage layout torchvision has: fc, classifier[-1], classifier conv, heads.head, head.
+FAMILIES = {
+    "resnet18": 5,
+    "densenet121": 5,
+    "mobilenet_v3_small": 5,
+    "efficientnet_b0": 5,
+    "convnext_tiny": 5,
+    "regnet_y_400mf": 5,
+    "shufflenet_v2_x0_5": 4,
+    "squeezenet1_0": None,
+    "swin_t": 5,
+    "vit_b_16": 13,
+}
+
+
+@pytest.mark.parametrize("arch", sorted(FAMILIES))
+def test_stages_partition_every_parameter_and_head_is_replaced(arch: str) -> None:
+    net = build_backbone(arch, num_classes=7, weights="none")
+    groups = list(net.named_groups())
+    ids = [id(p) for _, params in groups for p in params]
+    assert len(ids) == len(set(ids)), "a parameter sits in two stages"
+    assert set(ids) == {id(p) for p in net.parameters()}, "a parameter sits in no stage"
+    assert all(params for _, params in groups), "empty stage"
+    assert net.stages[0].name == "stem"
+    if FAMILIES[arch] is not None:
+        assert net.num_stages == FAMILIES[arch], [s.name for s in net.stages]
+    side = 224 if arch in ("vit_b_16", "swin_t") else 64
+    with torch.no_grad():
+        out = net.eval()(torch.randn(2, 3, side, side))
+    assert out.shape == (2, 7)
+
+
+def test_resnet_stages_are_the_contract_ones() -> None:
+    net = build_backbone("resnet18", num_classes=2, weights="none")
+    assert [s.name for s in net.stages] == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    stem = {n for m in net.stage_modules(0) for n, _ in m.named_parameters()}
+    assert {p for p in stem} == {"weight", "bias"} and len(
+        net.stage_parameters(0)
+    ) == 3  # conv1.w, bn1.w, bn1.b
+    assert net.head_name == "fc"
+
+
+def test_hidden_classifier_layers_join_the_last_stage() -> None:
+    net = build_backbone("mobilenet_v3_small", num_classes=3, weights="none")
+    assert net.head_name == "classifier.3"
+    assert "classifier.0" in net.stages[-1].modules  # the pretrained Linear(576, 1024) is not "head"
+
+
+def test_unknown_backbone_lists_the_valid_ones() -> None:
+    with pytest.raises(UserError, match="resnet18") as err:
+        build_backbone("resnet19", num_classes=2, weights="none")
+    assert "unknown backbone 'resnet19'" in str(err.value)
+
+
+def _fake_imagenet_cache(arch: str = "resnet18") -> tuple[Path, dict[str, torch.Tensor]]:
+    """Save a random 1000-class state_dict where torchvision's cache expects the ImageNet file."""
+    url = torchvision.models.get_model_weights(arch).DEFAULT.url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(123)
+    state = torchvision.models.get_model(arch).state_dict()
+    torch.save(state, path)
+    return path, state
+
+
+def test_imagenet_weights_load_from_torch_home_cache_without_the_head(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _, state = _fake_imagenet_cache()
+    net = build_backbone("resnet18", num_classes=4, weights="imagenet")
+    own = net.model.state_dict()
+    for key, value in state.items():
+        if key.startswith("fc."):
+            continue
+        assert torch.equal(own[key], value), key
+    assert own["fc.weight"].shape == (4, 512)
+
+
+def test_imagenet_offline_and_not_cached_fails_fast_with_the_fix(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    start = time.perf_counter()
+    with pytest.raises(UserError) as err:
+        imagenet_state_dict("resnet18")
+    assert time.perf_counter() - start < 5
+    message = str(err.value)
+    assert "model.weights=PATH" in message and "model.weights=none" in message and "resnet18-" in message
+
+
+def test_imagenet_download_failure_is_a_user_error_not_a_hang(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    monkeypatch.delenv("TRANSLEARN_OFFLINE")
+
+    def no_network(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    with pytest.raises(UserError, match="could not be downloaded"):
+        imagenet_state_dict("resnet18")
+    assert not list((tmp_path / "empty").rglob("*.partial"))
+
+
+def test_weights_file_with_another_head_loads_the_backbone_only(tmp_path: Path) -> None:
+    source = build_backbone("resnet18", num_classes=10, weights="none")
+    torch.save(source.model.state_dict(), tmp_path / "w.pt")
+    net = build_backbone("resnet18", num_classes=3, weights=str(tmp_path / "w.pt"))
+    assert torch.equal(net.model.layer4[1].conv2.weight, source.model.layer4[1].conv2.weight)
+    assert net.head.out_features == 3
+
+
+def test_weights_file_with_the_same_head_loads_everything(tmp_path: Path) -> None:
+    source = build_backbone("resnet18", num_classes=3, weights="none")
+    torch.save(source.model.state_dict(), tmp_path / "w.pt")
+    net = build_backbone("resnet18", num_classes=3, weights=str(tmp_path / "w.pt"))
+    assert torch.equal(net.head.weight, source.head.weight)
+
+
+def test_lightning_checkpoint_works_as_a_weights_file(tmp_path: Path) -> None:
+    source = build_backbone("resnet18", num_classes=3, weights="none")
+    state = {f"net.model.{k}": v for k, v in source.model.state_dict().items()}
+    state["val_acc_best.max_value"] = torch.tensor(0.5)
+    torch.save({"state_dict": state, "epoch": 3}, tmp_path / "last.ckpt")
+    net = build_backbone("resnet18", num_classes=3, weights=str(tmp_path / "last.ckpt"))
+    assert torch.equal(net.model.conv1.weight, source.model.conv1.weight)
+
+
+@pytest.mark.parametrize(
+    ("make_file", "message"),
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.write_text("not a checkpoint"), "cannot read weights file"),
+        (lambda p: torch.save(torchvision.models.resnet34().state_dict(), p), "do not fit resnet18"),
+        (lambda p: torch.save({"x": 1}, p), "does not hold a state_dict"),
+    ],
+    ids=["missing", "garbage", "other-architecture", "not-tensors"],
+)
+def test_bad_weights_files_are_user_errors(tmp_path: Path, make_file, message: str) -> None:
+    path = tmp_path / "w.pt"
+    make_file(path)
+    with pytest.raises(UserError, match=message):
+        build_backbone("resnet18", num_classes=3, weights=str(path))
+
+
+def test_gray_adapt_sums_the_first_conv_over_rgb(tmp_path: Path) -> None:
+    rgb = build_backbone("resnet18", num_classes=3, weights="none")
+    torch.save(rgb.model.state_dict(), tmp_path / "w.pt")
+    gray = build_backbone("resnet18", num_classes=3, weights=str(tmp_path / "w.pt"), in_chans=1)
+    assert gray.model.conv1.in_channels == 1
+    assert torch.allclose(gray.model.conv1.weight, rgb.model.conv1.weight.sum(dim=1, keepdim=True))
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():  # equal channels through the RGB net = one channel through the summed one
+        assert torch.allclose(gray.eval()(x), rgb.eval()(x.expand(-1, 3, -1, -1)), atol=1e-5)

@@ -1,0 +1,116 @@
+"""Config composition: every YAML composes and instantiates; bad command lines fail in one line, early."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from conftest import assert_user_error, run_cli
+from translearn.config import CONFIG_DIR, compose_config, expand_sweep, validate_command_line
+from translearn.errors import UserError
+
+GROUPS = ["dataset", "strategy", "model", "trainer", "logger", "callbacks", "paths", "experiment"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g)])
+def test_every_yaml_composes_and_instantiates(group: str, option: str, compose_cfg, tmp_path: Path) -> None:
+    overrides = [f"{group}={option}"]
+    if group == "trainer" and option in ("gpu", "ddp"):  # CI has no GPU: check the preset on the CPU
+        overrides += ["trainer.accelerator=cpu", "trainer.devices=1"]
+    if group == "experiment":
+        overrides += ["dataset.root=" + str(tmp_path)]
+    cfg = compose_cfg(*overrides)
+    node = {"dataset": "dataset", "experiment": "dataset"}.get(group, group)
+    if group in ("strategy", "trainer"):
+        assert instantiate(cfg[node]) is not None
+    elif group in ("logger", "callbacks"):
+        for sub in (cfg.get(node) or {}).values():
+            assert instantiate(sub) is not None
+    elif group == "model":
+        model = instantiate(cfg.model, policy=instantiate(cfg.strategy))
+        assert model.net.head.out_features == cfg.dataset.num_classes
+    elif group == "paths":
+        assert Path(cfg.paths.data_dir).is_absolute()
+    else:
+        assert cfg.dataset._target_.startswith("translearn.data.")
+
+
+def test_model_reads_classes_and_channels_from_the_dataset(compose_cfg) -> None:
+    cfg = compose_cfg("dataset.color=gray", "dataset.gray_mode=adapt")
+    assert cfg.model.num_classes == 5 and cfg.model.in_chans == 1
+    assert compose_cfg("dataset.color=gray").model.in_chans == 3
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("dataset=nope", ("unknown dataset 'nope'", "shapes")),
+        ("strategy=no_such_policy", ("unknown strategy", "finetune", "first_k", "gradual")),
+        ("trainer=tpu9", ("unknown trainer", "ddp_cpu")),
+        ("logger=mlflow", ("unknown logger", "wandb")),
+        ("model.backbone=resnet19", ("unknown backbone 'resnet19'", "resnet18")),
+        ("dataset.color=sepia", ("dataset.color", "gray")),
+        ("strategy.bn=sometimes", ("strategy.bn",)),
+        ("no_such_key=1", ("no_such_key",)),
+        ("model.weights=/no/such/file.pt", ("model.weights",)),
+    ],
+)
+def test_bad_overrides_are_one_line_user_errors(override: str, fragments: tuple[str, ...]) -> None:
+    with pytest.raises(UserError) as err:
+        validate_command_line([override])
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_a_sweep_is_validated_cell_by_cell_before_anything_runs() -> None:
+    assert len(expand_sweep(["strategy=finetune,freeze", "dataset.color=rgb,gray", "seed=1"])) == 4
+    with pytest.raises(UserError, match="unknown strategy 'frieze'"):
+        validate_command_line(["-m", "strategy=finetune,frieze"])
+
+
+def test_existing_run_dir_is_not_overwritten_without_ckpt_path(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(UserError, match="ckpt_path=last"):
+        validate_command_line([f"hydra.run.dir={tmp_path}"])
+    validate_command_line([f"hydra.run.dir={tmp_path}", "ckpt_path=last"])
+
+
+def test_unwritable_output_dir_is_a_user_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot write the run directory"):
+        validate_command_line([f"hydra.run.dir={blocker}/run"])
+
+
+def test_user_config_dir_is_searched(tmp_path: Path) -> None:
+    (tmp_path / "strategy").mkdir()
+    (tmp_path / "strategy" / "mine.yaml").write_text(
+        "_target_: translearn.strategies.FirstK\nk: 3\nbn: train\n"
+    )
+    cfg = compose_config(["strategy=mine"], config_dir=str(tmp_path))
+    assert cfg.strategy.k == 3
+    validate_command_line(["--config-dir", str(tmp_path), "strategy=mine"])
+
+
+@pytest.mark.slow
+def test_cli_user_error_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
+    proc = run_cli("strategy=no_such_policy", f"hydra.run.dir={tmp_path}/run")
+    assert_user_error(proc, "unknown strategy 'no_such_policy'", "finetune")
+    assert proc.returncode == 2
+    assert not (tmp_path / "run").exists(), "nothing is created for a command that cannot run"
+
+
+@pytest.mark.slow
+def test_cli_help_lists_the_groups() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for word in ("dataset:", "strategy:", "trainer:", "ddp_cpu", "first_k", "ckpt_path=last"):
+        assert word in proc.stdout, word

@@ -1,0 +1,112 @@
+"""The entry point end to end on the embedded data: run directory, metrics.json, resume, user errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, assert_user_error, run_cli
+from translearn.train import run
+
+CONTRACT_KEYS = [
+    "dataset",
+    "color",
+    "strategy",
+    "backbone",
+    "weights",
+    "seed",
+    "epochs",
+    "best_val_acc",
+    "val_acc",
+    "test_acc",
+    "train_seconds",
+    "trainable_params",
+    "total_params",
+]
+
+
+@pytest.mark.slow
+def test_run_writes_the_contract_run_directory(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg("strategy=freeze", "trainer.max_epochs=2")
+    metrics = run(cfg)
+    out = Path(cfg.paths.output_dir)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == metrics
+    assert all(key in saved for key in CONTRACT_KEYS)
+    assert saved["dataset"] == "shapes" and saved["strategy"] == "freeze" and saved["epochs"] == 2
+    assert saved["trainable_params"] == 512 * 5 + 5 and saved["total_params"] > 11_000_000
+    assert 0.0 <= saved["best_val_acc"] <= 1.0 and saved["test_acc"] is not None
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert list((out / "checkpoints").glob("best-epoch*.ckpt"))
+    state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert "net.model.fc.weight" in state and "net.model.layer4.1.bn2.running_mean" in state
+    assert (out / "csv" / "metrics.csv").is_file()
+
+
+@pytest.mark.slow
+def test_resume_after_a_crash_matches_an_uninterrupted_run(compose_cfg, tmp_path: Path) -> None:
+    common = ["strategy=first_k", "strategy.k=3", "trainer.max_epochs=3", "model.scheduler.step_size=2"]
+    straight = run(compose_cfg(*common, run_dir=tmp_path / "straight"))
+
+    crash = "+callbacks.crash={_target_:fakes.CrashAtEpoch,epoch:2}"
+    cfg = compose_cfg(*common, crash, run_dir=tmp_path / "cut")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(cfg)
+    assert (tmp_path / "cut" / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "cut" / "metrics.json").exists()
+
+    resumed = run(compose_cfg(*common, "ckpt_path=last", run_dir=tmp_path / "cut"))
+    for key in ("epochs", "best_val_acc", "val_acc", "val_loss", "test_acc"):
+        assert resumed[key] == straight[key], key
+    a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "cut/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+
+
+@pytest.mark.slow
+def test_pretrained_start_is_used_when_given(compose_cfg, tmp_path: Path) -> None:
+    from translearn.backbones import build_backbone
+
+    source = build_backbone("resnet18", num_classes=5, weights="none")
+    torch.save(source.model.state_dict(), tmp_path / "w.pt")
+    cfg = compose_cfg("strategy=freeze", f"model.weights={tmp_path / 'w.pt'}", "trainer.max_epochs=1")
+    run(cfg)
+    state = torch.load(Path(cfg.paths.output_dir) / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert torch.equal(state["net.model.layer3.0.conv1.weight"], source.model.layer3[0].conv1.weight)
+
+
+@pytest.mark.slow
+def test_cli_default_tiny_run_exits_zero_and_prints_metrics(tmp_path: Path) -> None:
+    proc = run_cli(*TINY, f"hydra.run.dir={tmp_path}/run")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "best_val_acc=" in proc.stdout and f"run directory {tmp_path}/run" in proc.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert all(key in metrics for key in CONTRACT_KEYS)
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+    assert (tmp_path / "run" / ".hydra" / "overrides.yaml").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["strategy=first_k", "strategy.k=9"], ("strategy.k=9 is out of range", "0..5")),
+        (["model.weights=imagenet"], ("ImageNet weights for resnet18", "model.weights=none")),
+        (["model.weights=WRONG"], ("do not fit resnet18",)),
+    ],
+    ids=["k-out-of-range", "imagenet-offline", "mismatched-weights"],
+)
+def test_cli_runtime_user_errors_are_one_line(
+    tmp_path: Path, args: list[str], fragments: tuple[str, ...]
+) -> None:
+    if "model.weights=WRONG" in args:
+        import torchvision
+
+        torch.save(torchvision.models.resnet34().state_dict(), tmp_path / "r34.pt")
+        args = [f"model.weights={tmp_path / 'r34.pt'}"]
+    proc = run_cli(*TINY, *args, f"hydra.run.dir={tmp_path}/run")
+    assert_user_error(proc, *fragments)
