@@ -67,6 +67,8 @@ def compose_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
         with read_write(cfg), open_dict(cfg):
             cfg.hydra.runtime.output_dir = str(out)  # what Hydra's launcher sets for a real run
         HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]  # a task function never sees the hydra node
         out.mkdir(parents=True, exist_ok=True)
         return cfg
 

@@ -6,13 +6,13 @@ them (``prepare_data``). Loading, colour conversion, transforms and batching liv
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from translearn.data.images import load_rgb
 from translearn.data.transforms import COLORS, GRAY_MODES, build_transform, input_channels
@@ -33,18 +33,49 @@ class DatasetIndex:
 
 
 class ImageFileDataset(Dataset):
-    """Decodes one indexed file per item, converting any image mode to RGB first."""
+    """Decodes one indexed file per item, converting any image mode to RGB first.
 
-    def __init__(self, samples: Sequence[tuple[str, int]], transform):
+    Items are addressed by an index, or by ``(index, epoch)`` from :class:`EpochShuffle`: then the random
+    augmentation of that item is seeded from (seed, epoch, index) alone, so it does not depend on worker
+    count, fetch order or where a resumed run picked up.
+    """
+
+    def __init__(self, samples: Sequence[tuple[str, int]], transform, seed: int = 0):
         self.samples = list(samples)
         self.transform = transform
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, epoch = key if isinstance(key, tuple) else (key, None)
         path, label = self.samples[index]
-        return self.transform(load_rgb(path)), label
+        image = load_rgb(path)
+        if epoch is None:
+            return self.transform(image), label
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + index)
+            return self.transform(image), label
+
+
+class EpochShuffle(Sampler):
+    """A shuffle that is a pure function of (seed, epoch), yielding ``(index, epoch)`` keys.
+
+    Lightning creates the first iterator of a (resumed) fit before any epoch hook runs, so re-seeding the
+    global RNG in a hook cannot make shuffling reproducible; reading the epoch when iteration starts can.
+    """
+
+    def __init__(self, size: int, seed: int, epoch: Callable[[], int]):
+        self.size, self.seed, self.epoch = size, seed, epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch()
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return ((i, epoch) for i in torch.randperm(self.size, generator=generator).tolist())
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -139,7 +170,7 @@ class ImageDataModule(pl.LightningDataModule):
         for split in SPLITS:
             if self.index.count(split) and split not in self.datasets:
                 self.datasets[split] = ImageFileDataset(
-                    self.index.samples[split], self.transform(split == "train")
+                    self.index.samples[split], self.transform(split == "train"), seed=self.seed
                 )
 
     def _per_rank_batch(self) -> int:
@@ -152,14 +183,18 @@ class ImageDataModule(pl.LightningDataModule):
         return self.batch_size // world
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        sampler = EpochShuffle(len(self.datasets[split]), self.seed, self._current_epoch) if shuffle else None
         return DataLoader(
             self.datasets[split],
             batch_size=self._per_rank_batch(),
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=False,
         )  # fresh workers per epoch keep resumed runs exact
+
+    def _current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
