@@ -48,12 +48,19 @@ PARALLEL_FROM = 64
 _warned: set[str] = set()
 
 
+def say(line: str, stream=None) -> None:
+    """One line in one write: DDP ranks share the terminal, and two writes per line could interleave."""
+    stream = stream or sys.stdout
+    stream.write(line + "\n")
+    stream.flush()
+
+
 def warn_once(message: str) -> None:
     """A one-line warning on stderr, once per process and only on rank 0 (discovery runs on every rank)."""
     if message in _warned or os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0":
         return
     _warned.add(message)
-    print(f"translearn: warning: {message}", file=sys.stderr, flush=True)
+    say(f"translearn: warning: {message}", sys.stderr)
 
 
 # --- scanning ---------------------------------------------------------------------------------------
@@ -228,7 +235,7 @@ def verify_files(root: Path, rels: Sequence[str], cache_file: Path, reverify: bo
     if todo:
         paths = [root / rel for rel, _ in todo]
         if len(todo) >= PARALLEL_FROM:
-            print(f"translearn: verifying {len(todo)} files under {root} (once; cached)", flush=True)
+            say(f"translearn: verifying {len(todo)} files under {root} (once; cached)")
             with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
                 results = list(pool.map(verify_image, paths, chunksize=16))
         else:
@@ -585,7 +592,7 @@ class PreparedDataModule(ImageDataModule):
     def prepare_data(self) -> None:
         """Lightning runs this once per node (local rank 0) before ``setup`` on every rank."""
         if self._index is None:  # fit prepares; the test after it reuses the same index
-            print(self.summary(self.prepare()), flush=True)
+            say(self.summary(self.prepare()))
 
     def load_index(self) -> DatasetIndex | None:
         path = self.index_path
@@ -620,11 +627,8 @@ class PreparedDataModule(ImageDataModule):
             counts = " / ".join(f"{s} {self.index.count(s)}" for s in SPLITS if self.index.count(s))
             world = self.trainer.world_size if self.trainer is not None else 1
             rank = f" rank {self.trainer.global_rank}/{world}" if world > 1 else ""
-            print(
-                f"translearn: {self.name}{rank}: {len(self.index.classes)} classes, {counts} "
-                f"(index {self.digest})",
-                flush=True,
-            )
+            classes = len(self.index.classes)
+            say(f"translearn: {self.name}{rank}: {classes} classes, {counts} (index {self.digest})")
 
 
 def count_classes(node: DictConfig) -> int | None:

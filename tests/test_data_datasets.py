@@ -1,0 +1,335 @@
+"""Each dataset, read in its publisher's layout: exact class counts and split sizes, quirks, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import publishers
+from conftest import assert_user_error, run_cli
+from translearn.data.caltech256 import Caltech256DataModule
+from translearn.data.dogs_vs_cats import DogsVsCatsDataModule
+from translearn.data.hymenoptera import HymenopteraDataModule
+from translearn.data.imagefolder import ImageFolderDataModule
+from translearn.data.simpsons import SEED2017_CLASSES, SimpsonsDataModule
+from translearn.data.splits import seed2017_train_count
+from translearn.errors import UserError
+
+
+def build(cls, root: Path, tmp_path: Path, **kwargs):
+    return cls(root, index_dir=tmp_path / "index", num_workers=0, **kwargs)
+
+
+def sizes(dm) -> dict[str, int]:
+    dm.setup("fit")
+    return {s: dm.index.count(s) for s in ("train", "val", "test")}
+
+
+def per_class(dm, split: str) -> dict[str, int]:
+    counts = dict.fromkeys(dm.class_names, 0)
+    for _, label in dm.index.samples[split]:
+        counts[dm.class_names[label]] += 1
+    return counts
+
+
+# --- hymenoptera --------------------------------------------------------------------------------------
+
+
+def test_hymenoptera_keeps_its_own_train_and_val(tmp_path: Path) -> None:
+    root = publishers.hymenoptera(tmp_path / "hym")
+    dm = build(HymenopteraDataModule, root, tmp_path)
+    assert dm.class_names == ["ants", "bees"]
+    # 6 ants (+ imageNotFound.gif) and 5 bees in train; 4 and 3 in val; .DS_Store/Thumbs.db skipped.
+    assert sizes(dm) == {"train": 12, "val": 7, "test": 0}
+    assert per_class(dm, "train") == {"ants": 7, "bees": 5}
+    assert any(p.endswith("ants_0001.JPG") for p, _ in dm.index.samples["train"])
+
+
+def test_hymenoptera_root_may_be_the_unzipped_folder_itself(tmp_path: Path) -> None:
+    root = publishers.hymenoptera(tmp_path / "hym") / "hymenoptera_data"
+    assert sizes(build(HymenopteraDataModule, root, tmp_path))["val"] == 7
+
+
+def test_hymenoptera_random_split_pools_train_and_val(tmp_path: Path) -> None:
+    dm = build(HymenopteraDataModule, publishers.hymenoptera(tmp_path / "hym"), tmp_path, split="random")
+    # ants 7+4=11 -> round(2.2)=2 val; bees 5+3=8 -> round(1.6)=2 val.
+    assert sizes(dm) == {"train": 15, "val": 4, "test": 0}
+
+
+# --- simpsons -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def simpsons_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = publishers.simpsons(tmp_path_factory.mktemp("simpsons") / "archive")
+    return root
+
+
+def simpsons_count(name: str) -> int:
+    return publishers.SIMPSONS[name] + (name == "bart_simpson")  # + the unicode-named file
+
+
+def test_simpsons_default_is_the_studys_20_characters(simpsons_root: Path, tmp_path: Path) -> None:
+    dm = build(SimpsonsDataModule, simpsons_root, tmp_path)
+    assert dm.class_names == sorted(SEED2017_CLASSES) == list(publishers.STUDY_20)
+    train, val = per_class(dm, "train"), per_class(dm, "val")
+    for name in SEED2017_CLASSES:  # not doubled by the nested duplicate; the symlinked folder is read
+        n = simpsons_count(name)
+        assert (train[name], val[name]) == (seed2017_train_count(n), n - seed2017_train_count(n)), name
+    # The flat test set, labelled by file-name prefix; disco_stu's test image has no class here.
+    assert per_class(dm, "test") == {c: publishers.SIMPSONS_TEST.get(c, 0) for c in dm.class_names}
+
+
+def test_simpsons_seed2017_split_sizes_are_exact(simpsons_root: Path, tmp_path: Path) -> None:
+    dm = build(SimpsonsDataModule, simpsons_root, tmp_path)
+    total = sum(simpsons_count(c) for c in SEED2017_CLASSES)
+    train = sum(seed2017_train_count(simpsons_count(c)) for c in SEED2017_CLASSES)
+    assert total == 107
+    assert (
+        sizes(dm) == {"train": train, "val": total - train, "test": 5} == {"train": 84, "val": 23, "test": 5}
+    )
+
+
+def test_simpsons_nested_duplicate_is_reported_not_counted(simpsons_root: Path, tmp_path: Path) -> None:
+    result = build(SimpsonsDataModule, simpsons_root, tmp_path).prepare()
+    assert ("simpsons_dataset/simpsons_dataset/", "nested duplicate of simpsons_dataset/") in result.ignored
+    assert result.usable == 107 + 5
+
+
+def test_simpsons_unicode_and_symlinked_files_are_indexed(simpsons_root: Path, tmp_path: Path) -> None:
+    dm = build(SimpsonsDataModule, simpsons_root, tmp_path)
+    dm.setup("fit")
+    paths = [p for s in ("train", "val") for p, _ in dm.index.samples[s]]
+    assert any(p.endswith("pic_0100_écrit.jpg") for p in paths)
+    assert sum("/lisa_simpson/" in p for p in paths) == publishers.SIMPSONS["lisa_simpson"]
+
+
+def test_simpsons_all_classes_and_top_n(simpsons_root: Path, tmp_path: Path) -> None:
+    every = build(SimpsonsDataModule, simpsons_root, tmp_path, classes="all")
+    assert len(every.class_names) == 22 and "disco_stu" in every.class_names
+    assert sizes(every)["test"] == 6  # disco_stu's test image now has its class
+    top = build(SimpsonsDataModule, simpsons_root, tmp_path, classes="all", top_n=3)
+    largest = sorted(publishers.SIMPSONS, key=lambda c: (-simpsons_count(c), c))[:3]
+    assert top.class_names == sorted(largest)
+
+
+def test_simpsons_explicit_class_list(simpsons_root: Path, tmp_path: Path) -> None:
+    dm = build(SimpsonsDataModule, simpsons_root, tmp_path, classes=["lisa_simpson", "bart_simpson"])
+    assert dm.class_names == ["bart_simpson", "lisa_simpson"]
+    assert sizes(dm)["test"] == 2
+
+
+def test_simpsons_unknown_class_is_a_user_error(simpsons_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"dataset.classes names maggie_simpson, not found .* available: "):
+        build(SimpsonsDataModule, simpsons_root, tmp_path, classes=["bart_simpson", "maggie_simpson"])
+
+
+# --- caltech256 ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def caltech_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return publishers.caltech256(tmp_path_factory.mktemp("caltech") / "data")
+
+
+def test_caltech256_classes_and_seed2017_split(caltech_root: Path, tmp_path: Path) -> None:
+    dm = build(Caltech256DataModule, caltech_root, tmp_path)
+    assert dm.class_names == list(publishers.CALTECH)
+    # round(0.8 n) of 5, 4, 6, 5, 7 = 4 + 3 + 5 + 4 + 6 = 22; greg/ and RENAME2 are not images of a class.
+    assert sizes(dm) == {"train": 22, "val": 5, "test": 0}
+    assert per_class(dm, "val") == {
+        "001.ak47": 1,
+        "002.american-flag": 1,
+        "056.dog": 1,
+        "198.spider": 1,
+        "257.clutter": 1,
+    }
+
+
+def test_caltech256_strays_are_ignored_and_reported(caltech_root: Path, tmp_path: Path) -> None:
+    ignored = dict(build(Caltech256DataModule, caltech_root, tmp_path).prepare().ignored)
+    assert (
+        ignored["caltech256/256_ObjectCategories/056.dog/greg/"] == "unexpected folder inside a class folder"
+    )
+    assert ignored["caltech256/256_ObjectCategories/198.spider/RENAME2"] == "not an image file name"
+
+
+def test_caltech256_can_exclude_clutter_and_take_bare_names(caltech_root: Path, tmp_path: Path) -> None:
+    no_clutter = build(Caltech256DataModule, caltech_root, tmp_path, exclude_clutter=True)
+    assert "257.clutter" not in no_clutter.class_names and len(no_clutter.class_names) == 4
+    picked = build(Caltech256DataModule, caltech_root, tmp_path, classes=["dog", "198.spider"])
+    assert picked.class_names == ["056.dog", "198.spider"]
+
+
+# --- dogs vs cats -------------------------------------------------------------------------------------
+
+
+def test_dogs_vs_cats_labels_from_names_and_numeric_seed2017(tmp_path: Path) -> None:
+    dm = build(DogsVsCatsDataModule, publishers.dogs_vs_cats(tmp_path / "dvc", cats=12, dogs=5), tmp_path)
+    assert dm.class_names == ["cat", "dog"]
+    # cats: round(9.6)=10 train; dogs: 4. Numeric order, so cat.10 and cat.11 are the val cats.
+    assert sizes(dm) == {"train": 14, "val": 3, "test": 0}
+    val = sorted(Path(p).name for p, _ in dm.index.samples["val"])
+    assert val == ["cat.10.jpg", "cat.11.jpg", "dog.4.jpg"]
+    assert not any("test1" in p for s in ("train", "val", "test") for p, _ in dm.index.samples[s])
+
+
+def test_dogs_vs_cats_needs_train_folder(tmp_path: Path) -> None:
+    root = tmp_path / "dvc"
+    root.mkdir()
+    (root / "train.zip").write_bytes(b"PK")
+    with pytest.raises(
+        UserError, match=r"no train/ folder \(unzip train.zip first\).*expected layout ROOT/train"
+    ):
+        build(DogsVsCatsDataModule, root, tmp_path)
+
+
+# --- image folder -------------------------------------------------------------------------------------
+
+
+def test_imagefolder_with_its_own_train_val_test_folders(tmp_path: Path) -> None:
+    root = publishers.imagefolder(tmp_path / "f", splits={"train": 1.0, "val": 0.5, "test": 0.5})
+    dm = build(ImageFolderDataModule, root, tmp_path)
+    assert dm.class_names == ["café", "dog", "owl"]
+    assert sizes(dm) == {"train": 15, "val": 7, "test": 7}  # 5+6+4; round(2.5)=2, 3, 2 each
+
+
+def test_imagefolder_empty_class_folder_is_dropped_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    root = publishers.imagefolder(tmp_path / "f")
+    (root / "zebra").mkdir()
+    dm = build(ImageFolderDataModule, root, tmp_path)
+    assert dm.class_names == ["café", "dog", "owl"]
+    assert "class folder 'zebra'" in capsys.readouterr().err
+    with pytest.raises(UserError, match=r"zebra .* hold no images"):
+        build(ImageFolderDataModule, root, tmp_path, classes=["dog", "zebra"])
+
+
+def compose(*overrides: str):
+    from hydra.core.global_hydra import GlobalHydra
+
+    from translearn.config import compose_config
+
+    try:
+        return compose_config(list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def test_num_classes_and_in_chans_come_from_config_interpolation(tmp_path: Path) -> None:
+    root = publishers.imagefolder(tmp_path / "f")
+    cfg = compose(
+        "dataset=imagefolder", f"dataset.root={root}", "dataset.color=gray", "dataset.gray_mode=adapt"
+    )
+    assert (cfg.model.num_classes, cfg.model.in_chans) == (3, 1)
+    simpsons = publishers.simpsons(tmp_path / "s")
+    assert compose("dataset=simpsons", f"dataset.root={simpsons}").model.num_classes == 20
+    assert (
+        compose("dataset=simpsons", f"dataset.root={simpsons}", "dataset.classes=all").model.num_classes == 22
+    )
+    assert compose("dataset=simpsons", f"dataset.root={simpsons}", "dataset.top_n=5").model.num_classes == 5
+
+
+def test_num_classes_of_an_unreadable_dataset_defers_the_error_to_the_module(tmp_path: Path) -> None:
+    cfg = compose("dataset=simpsons", f"dataset.root={tmp_path / 'nope'}")
+    assert cfg.model.num_classes is None  # a resolver's error would reach the user wrapped in a traceback
+
+
+# --- bad input ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cls", "fragment"),
+    [
+        (HymenopteraDataModule, "download.pytorch.org/tutorial/hymenoptera_data.zip"),
+        (SimpsonsDataModule, "the-simpsons-characters-dataset"),
+        (Caltech256DataModule, "prepare caltech256 --root"),
+        (DogsVsCatsDataModule, "kaggle.com/c/dogs-vs-cats"),
+    ],
+)
+def test_a_missing_root_says_how_to_get_the_data(cls, fragment: str, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist") as info:
+        build(cls, tmp_path / "nowhere", tmp_path)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("cls", "layout"),
+    [
+        (HymenopteraDataModule, "hymenoptera_data/{train,val}/{ants,bees}"),
+        (SimpsonsDataModule, "simpsons_dataset/<character>/pic_NNNN.jpg"),
+        (Caltech256DataModule, "256_ObjectCategories/NNN.name/NNN_NNNN.jpg"),
+        (DogsVsCatsDataModule, "ROOT/train/{cat,dog}.N.jpg"),
+        (ImageFolderDataModule, "ROOT/<class>/<image>"),
+    ],
+)
+def test_a_wrong_layout_names_the_expected_one(cls, layout: str, tmp_path: Path) -> None:
+    root = tmp_path / "wrong"
+    publishers.write(root / "photo.jpg")  # images, but not in any dataset's layout
+    with pytest.raises(UserError, match="expected layout") as info:
+        build(cls, root, tmp_path)
+    assert layout in str(info.value)
+
+
+def test_fewer_than_two_classes_is_a_user_error(tmp_path: Path) -> None:
+    root = publishers.imagefolder(tmp_path / "f", counts={"only": 4})
+    with pytest.raises(UserError, match="a classifier needs at least 2"):
+        build(ImageFolderDataModule, root, tmp_path)
+
+
+def test_zero_images_after_verification_is_a_user_error(tmp_path: Path) -> None:
+    for cls in ("a", "b"):
+        publishers.write_bad(tmp_path / "f" / cls)
+    dm = build(ImageFolderDataModule, tmp_path / "f", tmp_path)
+    with pytest.raises(UserError, match=r"no readable images .*6 files failed verification.*report-"):
+        dm.prepare()
+
+
+def test_a_class_whose_every_file_is_bad_is_a_user_error(tmp_path: Path) -> None:
+    root = publishers.imagefolder(tmp_path / "f")
+    publishers.write_bad(root / "broken")
+    with pytest.raises(UserError, match="every image of class broken failed verification"):
+        build(ImageFolderDataModule, root, tmp_path).prepare()
+
+
+def test_an_unreadable_root_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = publishers.imagefolder(tmp_path / "f")
+    # Tests may run as root, for whom chmod 000 still reads; the check itself is os.access.
+    monkeypatch.setattr("os.access", lambda path, mode: Path(path) != root)
+    with pytest.raises(UserError, match="is not readable; fix its permissions"):
+        build(ImageFolderDataModule, root, tmp_path)
+
+
+def test_train_cli_missing_root_is_one_line(tmp_path: Path) -> None:
+    proc = run_cli(
+        "dataset=simpsons", f"dataset.root={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}"
+    )
+    assert_user_error(proc, "simpsons: dataset.root", "does not exist", "kaggle")
+    assert not (tmp_path / "nope").exists()
+
+
+def test_train_cli_unknown_class_is_one_line(simpsons_root: Path, tmp_path: Path) -> None:
+    proc = run_cli(
+        "dataset=simpsons",
+        f"dataset.root={simpsons_root}",
+        "dataset.classes=[bart_simpson,maggie_simpson]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    )
+    assert_user_error(proc, "maggie_simpson, not found")
+
+
+def test_prepare_cli_wrong_layout_is_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = tmp_path / "wrong"
+    publishers.write(root / "photo.jpg")
+    proc = subprocess.run(
+        [sys.executable, "-m", "translearn.data", "prepare", "caltech256", "--root", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_user_error(proc, "expected layout ROOT/caltech256/256_ObjectCategories")
