@@ -333,3 +333,17 @@ def test_prepare_cli_wrong_layout_is_one_line(tmp_path: Path) -> None:
         timeout=120,
     )
     assert_user_error(proc, "expected layout ROOT/caltech256/256_ObjectCategories")
+
+
+def test_a_symlink_loop_is_visited_once(tmp_path: Path) -> None:
+    root = publishers.imagefolder(tmp_path / "f")
+    (root / "owl" / "again").symlink_to(root / "owl", target_is_directory=True)
+    dm = build(ImageFolderDataModule, root, tmp_path)
+    result = dm.prepare()
+    assert result.usable == sum(publishers.IMAGEFOLDER.values())
+    assert ("owl/again/", "symlink loop (already visited)") in result.ignored
+
+
+def test_a_top_n_that_is_not_a_number_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"dataset\.top_n must be a whole number"):
+        build(ImageFolderDataModule, publishers.imagefolder(tmp_path / "f"), tmp_path, top_n="many")

@@ -38,7 +38,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
 
 from translearn.data.base import SPLITS, DatasetIndex, ImageDataModule
-from translearn.data.images import JUNK_NAMES, is_image_name, load_rgb
+from translearn.data.images import IMAGE_EXTENSIONS, JUNK_NAMES, is_image_name, load_rgb
 from translearn.data.splits import SPLIT_RULES, Entry, assign_splits, natural_key
 from translearn.errors import UserError
 
@@ -109,6 +109,11 @@ def subfolders(folder: Path) -> list[Path]:
     return [Path(e.path) for e in list_dir(folder) if is_dir(e) and not is_junk(e.name)]
 
 
+def image_name(name: str) -> bool:
+    """:func:`translearn.data.images.is_image_name` without pathlib: a scan checks ~30k names, often."""
+    return not is_junk(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
 def images_in(
     folder: Path, root: Path, recursive: bool = False, _seen: set[str] | None = None
 ) -> tuple[list[str], list[tuple[str, str]]]:
@@ -118,27 +123,28 @@ def images_in(
     reported as ignored. Recursive: each real folder is visited once, so a symlink loop ends.
     """
     seen = _seen if _seen is not None else set()
+    prefix = relative(folder, root) + "/" if folder != root else ""
     real = os.path.realpath(folder)
     if real in seen:
-        return [], [(relative(folder, root) + "/", "symlink loop (already visited)")]
+        return [], [(prefix, "symlink loop (already visited)")]
     seen.add(real)
     images: list[str] = []
     ignored: list[tuple[str, str]] = []
     for entry in list_dir(folder):
-        path = Path(entry.path)
-        if is_junk(entry.name):
+        name = entry.name
+        if is_junk(name):
             continue
         if is_dir(entry):
             if recursive:
-                sub_images, sub_ignored = images_in(path, root, True, seen)
+                sub_images, sub_ignored = images_in(Path(entry.path), root, True, seen)
                 images += sub_images
                 ignored += sub_ignored
             else:
-                ignored.append((relative(path, root) + "/", "unexpected folder inside a class folder"))
-        elif is_image_name(entry.name):
-            images.append(relative(path, root))
+                ignored.append((f"{prefix}{name}/", "unexpected folder inside a class folder"))
+        elif image_name(name):
+            images.append(prefix + name)
         else:
-            ignored.append((relative(path, root), "not an image file name"))
+            ignored.append((prefix + name, "not an image file name"))
     return images, ignored
 
 
@@ -311,7 +317,6 @@ def select_classes(
             )
         chosen = sorted(chosen, key=natural_key)
     if top_n is not None:
-        top_n = int(top_n)
         if top_n < 2 or top_n > len(chosen):
             raise UserError(
                 f"{name}: dataset.top_n={top_n} must be between 2 and the {len(chosen)} selected classes"
@@ -390,7 +395,12 @@ class PreparedDataModule(ImageDataModule):
             )
         self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         self.classes_wanted = _plain(classes)
-        self.top_n = top_n
+        try:
+            self.top_n = None if top_n is None else int(top_n)
+        except (TypeError, ValueError):
+            raise UserError(
+                f"{self.name}: dataset.top_n must be a whole number or null, got '{top_n}'"
+            ) from None
         self.digest = ""
         self._scan, self.selected_classes = self.discover()
 
