@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -138,27 +139,72 @@ def check_fresh_run_dir(directory: str, ckpt_path: str | None) -> None:
         )
 
 
-def validate_command_line(argv: list[str]) -> None:
+@dataclass
+class CommandLine:
+    """What ``validate_command_line`` learnt: the mode and the folder the command will write."""
+
+    multirun: bool = False
+    output_dir: str | None = None  # hydra.run.dir, or hydra.sweep.dir with -m
+    resume: bool = False
+    pinned_sweep_dir: bool = False  # the user gave hydra.sweep.dir
+    fixed_keys: tuple[str, ...] = ()  # -m: keys the command sets to one value (left out of cell names)
+
+
+def validate_command_line(argv: list[str]) -> CommandLine:
     """Compose every cell of ``argv`` and run the cheap checks; raises UserError on the first problem."""
     from hydra._internal.utils import get_args_parser
 
     args = get_args_parser().parse_args(argv)
+    info = CommandLine(multirun=bool(args.multirun))
     if args.help or args.hydra_help or args.shell_completion or args.info:
-        return
+        return info
+    info.pinned_sweep_dir = any(o.startswith("hydra.sweep.dir=") for o in args.overrides)
+    if args.multirun:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
+        info.fixed_keys = tuple(
+            o.key_or_group
+            for o in parsed
+            if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")
+        )
     cells = expand_sweep(args.overrides) if args.multirun else [args.overrides]
-    for cell in cells:
+    first = True
+    while cells:
+        cell = cells.pop(0)
         try:
             cfg = compose_config(
                 cell, args.config_dir, args.config_name or CONFIG_NAME, return_hydra_config=True
             )
             check_values(cfg)
-            run_dir = cfg.hydra.sweep.dir if args.multirun else cfg.hydra.run.dir
+            params = cfg.hydra.sweeper.get("params") or {}
+            if (
+                args.multirun and first and params
+            ):  # an experiment's grid (hydra.sweeper.params) joins the command's
+                cells = expand_sweep([f"{k}={v}" for k, v in params.items()] + list(args.overrides))
+                first = False
+                continue
+            first = False
+            output_dir = str(cfg.hydra.sweep.dir if args.multirun else cfg.hydra.run.dir)
+            if info.output_dir is None:
+                info.output_dir = output_dir
+                info.resume = bool(cfg.get("sweep", {}).get("resume", False))
+                launcher = cfg.hydra.get("launcher") or {}
+                if args.multirun and str(launcher.get("_target_", "")).endswith("TranslearnLauncher"):
+                    from translearn.sweep import resolve_devices
+
+                    resolve_devices(launcher.get("devices"))
         except UserError:
             raise
         except Exception as exc:  # Hydra and OmegaConf raise several types for a bad override
             raise UserError(one_line(exc)) from None
         finally:
             GlobalHydra.instance().clear()
-        check_writable(run_dir)
+        check_writable(output_dir)
         if not args.multirun and "LOCAL_RANK" not in os.environ:  # DDP ranks re-enter the same run dir
-            check_fresh_run_dir(run_dir, cfg.get("ckpt_path"))
+            check_fresh_run_dir(output_dir, cfg.get("ckpt_path"))
+    if args.multirun and info.output_dir and info.pinned_sweep_dir:
+        from translearn.sweep import check_sweep_dir
+
+        check_sweep_dir(Path(info.output_dir), info.resume)
+    return info

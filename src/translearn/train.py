@@ -17,15 +17,29 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from hydra.utils import instantiate as hydra_instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from translearn.config import register_resolvers, validate_command_line
+from translearn import sweep
+from translearn.config import one_line, register_resolvers, validate_command_line
 from translearn.errors import UserError, exit_with
 from translearn.pretrain import resolve_weights
 
 register_resolvers()
+# Never part of a cell's folder name (conf/hydra/default.yaml lists the same for single runs).
+EXCLUDED_FROM_CELL_NAMES = (
+    "ckpt_path",
+    "sweep.id",
+    "sweep.resume",
+    "paths.log_dir",
+    "paths.data_dir",
+    "paths.cache_dir",
+    "dataset.root",
+)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -36,11 +50,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     policy = instantiate(cfg.strategy)
     model = instantiate(cfg.model, policy=policy, weights=resolve_weights(cfg))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    loggers = [_make_logger(c, out, cfg.get("ckpt_path")) for c in (cfg.get("logger") or {}).values() if c]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
+        for logger in loggers:
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         start = time.perf_counter()
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         train_seconds = time.perf_counter() - start
@@ -50,49 +64,76 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             )
         fitted = {k: float(v) for k, v in trainer.callback_metrics.items()}
         epochs = trainer.current_epoch
+        in_sync = _replicas_in_sync(trainer, model)
         tested: dict[str, float] = {}
         if datamodule.has_split("test"):
             best = "best" if getattr(trainer.checkpoint_callback, "best_model_path", "") else None
             tested = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+
+        checkpoint = trainer.checkpoint_callback
+        best_score = getattr(checkpoint, "best_model_score", None)
+        trainable = sum(p.numel() for p in model.plan.trainable_parameters())
+        total = sum(p.numel() for p in model.parameters())
+        metrics = {
+            "dataset": cfg.dataset.name, "color": cfg.dataset.color, "gray_mode": cfg.dataset.gray_mode,
+            "strategy": policy.name, "bn": policy.bn, "k": getattr(policy, "k", None),
+            "backbone": cfg.model.backbone, "weights": str(cfg.model.weights), "seed": cfg.seed,
+            "image_size": cfg.dataset.image_size, "epochs": epochs, "max_epochs": trainer.max_epochs,
+            "best_val_acc": float(best_score) if best_score is not None else fitted.get("val/acc_best"),
+            "val_acc": fitted.get("val/acc"), "val_loss": fitted.get("val/loss"),
+            "val_acc_top5": fitted.get("val/acc_top5"),
+            "test_acc": tested.get("test/acc"), "test_acc_top5": tested.get("test/acc_top5"),
+            "train_seconds": round(train_seconds, 2), "trainable_params": trainable,
+            "frozen_params": total - trainable, "total_params": total, "num_classes": datamodule.num_classes,
+            "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
+            "world_size": trainer.world_size, "replicas_in_sync": in_sync,
+            "sweep_id": cfg.get("sweep", {}).get("id"), "run_dir": str(out), "status": "complete",
+        }  # fmt: skip
+        if trainer.is_global_zero:
+            _write_json(out / "metrics.json", metrics)
+            _print_summary(metrics)
+            _wandb_summary(loggers, metrics)
+        return metrics
     finally:
         _finish_wandb()
 
-    checkpoint = trainer.checkpoint_callback
-    best_score = getattr(checkpoint, "best_model_score", None)
-    trainable = sum(p.numel() for p in model.plan.trainable_parameters())
-    total = sum(p.numel() for p in model.parameters())
-    metrics = {
-        "dataset": cfg.dataset.name,
-        "color": cfg.dataset.color,
-        "gray_mode": cfg.dataset.gray_mode,
-        "strategy": policy.name,
-        "bn": policy.bn,
-        "k": getattr(policy, "k", None),
-        "backbone": cfg.model.backbone,
-        "weights": str(cfg.model.weights),
-        "seed": cfg.seed,
-        "image_size": cfg.dataset.image_size,
-        "epochs": epochs,
-        "max_epochs": trainer.max_epochs,
-        "best_val_acc": float(best_score) if best_score is not None else fitted.get("val/acc_best"),
-        "val_acc": fitted.get("val/acc"),
-        "val_loss": fitted.get("val/loss"),
-        "val_acc_top5": fitted.get("val/acc_top5"),
-        "test_acc": tested.get("test/acc"),
-        "test_acc_top5": tested.get("test/acc_top5"),
-        "train_seconds": round(train_seconds, 2),
-        "trainable_params": trainable,
-        "frozen_params": total - trainable,
-        "total_params": total,
-        "num_classes": datamodule.num_classes,
-        "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
-        "run_dir": str(out),
-        "status": "complete",
-    }
-    if trainer.is_global_zero:
-        _write_json(out / "metrics.json", metrics)
-        _print_summary(metrics)
-    return metrics
+
+def _make_logger(logger_cfg: DictConfig, out: Path, ckpt_path: str | None) -> Any:
+    """Instantiate a logger; a resumed W&B run continues the run id stored in its checkpoint."""
+    if str(logger_cfg.get("_target_", "")).endswith("WandbLogger") and ckpt_path:
+        ckpt = out / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+        if ckpt.is_file():
+            stored = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("wandb_run_id")
+            if stored:
+                return instantiate(logger_cfg, id=stored, resume="allow")
+    return instantiate(logger_cfg)
+
+
+def _replicas_in_sync(trainer: pl.Trainer, model: pl.LightningModule) -> bool | None:
+    """Under DDP, every rank's weights must be identical after training; None for one process."""
+    if trainer.world_size < 2:
+        return None
+    params = [p.detach().double() for p in model.parameters()]
+    local = torch.stack([sum(p.sum() for p in params), sum((p * p).sum() for p in params)]).to(model.device)
+    gathered = trainer.strategy.all_gather(local)
+    return bool(torch.equal(gathered.min(dim=0).values, gathered.max(dim=0).values))
+
+
+def _wandb_summary(loggers: list[Any], metrics: dict[str, Any]) -> None:
+    """The numbers a dashboard of the grid groups and compares runs by."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            keys = (
+                "best_val_acc",
+                "val_acc",
+                "test_acc",
+                "train_seconds",
+                "trainable_params",
+                "total_params",
+            )
+            logger.experiment.summary.update({k: metrics[k] for k in keys})
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -125,26 +166,75 @@ def _finish_wandb() -> None:
             wandb.finish()
 
 
+def instantiate(node: Any, **kwargs: Any) -> Any:
+    """Hydra's instantiate, with a constructor's UserError unwrapped so it stays one line."""
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as exc:  # Hydra wraps whatever a constructor raises
+        if isinstance(exc.__cause__, UserError):
+            raise exc.__cause__ from None
+        raise
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return _in_process_cell(cfg)
     try:
         metrics = run(cfg)
     except UserError as exc:
         exit_with(str(exc))
-    except InstantiationException as exc:  # Hydra wraps what a constructor raises, UserError included
-        if isinstance(exc.__cause__, UserError):
-            exit_with(str(exc.__cause__))
-        raise
     return metrics["best_val_acc"]
 
 
-def main() -> None:
-    """Console entry point (``translearn-train``): validate the command line in one line, then run Hydra."""
+def _in_process_cell(cfg: DictConfig) -> float | None:
+    """A cell run inside the sweep's process (Hydra's basic launcher, submitit on SLURM).
+
+    A failing cell leaves ``failure.json`` and lets the sweep go on; ``main`` reports it at the end.
+    """
+    cell = sweep.Cell(Path(cfg.paths.output_dir))
+    if cfg.sweep.resume and cell.status == sweep.COMPLETE:
+        return (cell.metrics() or {}).get("best_val_acc")
+    if cfg.sweep.resume and (cell.path / "checkpoints" / "last.ckpt").is_file():
+        with open_dict(cfg):
+            cfg.ckpt_path = "last"
+    sweep.clear_failure(cell.path)
+    strategy = str(cfg.trainer.get("strategy", ""))
     try:
-        validate_command_line(sys.argv[1:])
+        if "ddp" in strategy and "spawn" not in strategy and "SLURM_NTASKS" not in os.environ:
+            raise UserError(
+                "trainer=ddp inside an in-process multirun would relaunch the whole sweep on every rank; "
+                "use launcher=local or launcher=gpus, which run each cell as its own process"
+            )
+        return run(cfg)["best_val_acc"]
+    except Exception as exc:  # one cell's failure must not end the sweep
+        reason = str(exc) if isinstance(exc, UserError) else one_line(exc)
+        sweep.record_failure(cell.path, reason)
+        print(f"translearn: error: cell {cell.name} failed: {reason}", file=sys.stderr, flush=True)
+        return None
+
+
+def main() -> None:
+    """Console entry point (``translearn-train``): validate the command line in one line, then run Hydra.
+
+    With ``-m`` the sweep folder is fixed here (so it is known afterwards, and W&B groups by its name);
+    after the sweep, every cell is listed and the exit code is non-zero if any failed.
+    """
+    try:
+        info = validate_command_line(sys.argv[1:])
     except UserError as exc:
         exit_with(str(exc))
+    if info.multirun and info.output_dir:
+        if not info.pinned_sweep_dir:
+            sys.argv.append(f"hydra.sweep.dir={info.output_dir}")
+        if not any(a.startswith(("sweep.id=", "++sweep.id=")) for a in sys.argv):
+            sys.argv.append(f"++sweep.id={Path(info.output_dir).name}")
+        # Cell folders are named by what varies across the grid, not by every override on the line.
+        excluded = [*info.fixed_keys, *EXCLUDED_FROM_CELL_NAMES]
+        sys.argv.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded)}]")
     _hydra_main()
+    if info.multirun and info.output_dir:
+        raise SystemExit(sweep.report(Path(info.output_dir)))
 
 
 if __name__ == "__main__":

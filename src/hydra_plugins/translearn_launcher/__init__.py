@@ -1,0 +1,1 @@
+"""translearn's Hydra launcher plugin (Hydra finds plugins under the ``hydra_plugins`` namespace)."""
