@@ -25,3 +25,18 @@ class EpochSeed(pl.Callback):
         random.seed(value)
         np.random.seed(value)
         torch.manual_seed(value)
+
+
+class WandbRunId(pl.Callback):
+    """Store the W&B run id in every checkpoint, so a resumed run continues the same W&B run.
+
+    ``translearn.train`` reads it back from ``last.ckpt`` before it creates the logger (``id=``,
+    ``resume="allow"``). Without a W&B logger this does nothing.
+    """
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
+        from pytorch_lightning.loggers import WandbLogger
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger.version:
+                checkpoint["wandb_run_id"] = logger.version

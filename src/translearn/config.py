@@ -32,6 +32,10 @@ def register_resolvers() -> None:
     ``${translearn.num_classes:}`` (in a dataset config): the class count the data module finds on
     disk with its own class rule, so the model's head never disagrees with the index.
     """
+    if not OmegaConf.has_resolver("translearn.wandb_offline"):
+        OmegaConf.register_new_resolver("translearn.wandb_offline", wandb_offline)
+    if not OmegaConf.has_resolver("translearn.run_name"):
+        OmegaConf.register_new_resolver("translearn.run_name", lambda overrides: overrides or "default")
     if not OmegaConf.has_resolver("translearn.in_chans"):
         OmegaConf.register_new_resolver(
             "translearn.in_chans", lambda color, mode: input_channels(color, mode)
@@ -44,6 +48,20 @@ def _num_classes(*, _parent_: DictConfig) -> int | None:
     from translearn.data.prepare import count_classes  # imports the data modules only when used
 
     return count_classes(_parent_)
+
+
+def wandb_offline() -> bool:
+    """Log offline unless W&B can authenticate: never hang on a network that is not there."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "dryrun", "disabled"):
+        return True
+    if mode == "online" or os.environ.get("WANDB_API_KEY"):
+        return False
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" not in netrc.read_text()
+    except OSError:
+        return True
 
 
 def one_line(exc: BaseException) -> str:

@@ -34,6 +34,7 @@ register_resolvers()
 EXCLUDED_FROM_CELL_NAMES = (
     "ckpt_path",
     "sweep.id",
+    "sweep.cell",
     "sweep.resume",
     "paths.log_dir",
     "paths.data_dir",

@@ -121,7 +121,7 @@ class TranslearnLauncher(Launcher):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in group)
         where = f" on device(s) {','.join(map(str, group))}" if group else ""
         say(f"translearn: [{idx}] {cell.name}: started{where}" + (" (resuming)" if extra else ""))
-        command = self._command(overrides, cell_dir) + extra
+        command = [*self._command(overrides, cell_dir), *extra, f'++sweep.cell="{cell.name}"']
         tail: deque[str] = deque(maxlen=40)
         with open(cell_dir / "cell.log", "a", encoding="utf-8") as log:
             proc = subprocess.Popen(

@@ -28,7 +28,11 @@ MANUAL = (
 
 
 class Caltech256DataModule(PreparedDataModule):
-    """257 classes of about 100 images; ``split=seed2017`` gives train 24491 / val 6116."""
+    """257 classes of about 100 images, split like the study (which reports train 24491 / val 6116).
+
+    ``split=seed2017`` is the per-class rounding that reproduces the study's Simpsons split exactly;
+    Caltech's own per-class counts were not available offline to check its 24491 / 6116 the same way.
+    """
 
     DATASET: ClassVar[str] = "caltech256"
     LAYOUT: ClassVar[str] = "ROOT/caltech256/256_ObjectCategories/NNN.name/NNN_NNNN.jpg"
