@@ -310,16 +310,6 @@ def test_train_cli_missing_root_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "nope").exists()
 
 
-def test_train_cli_unknown_class_is_one_line(simpsons_root: Path, tmp_path: Path) -> None:
-    proc = run_cli(
-        "dataset=simpsons",
-        f"dataset.root={simpsons_root}",
-        "dataset.classes=[bart_simpson,maggie_simpson]",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    )
-    assert_user_error(proc, "maggie_simpson, not found")
-
-
 def test_prepare_cli_wrong_layout_is_one_line(tmp_path: Path) -> None:
     import subprocess
     import sys
