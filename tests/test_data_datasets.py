@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -311,9 +313,6 @@ def test_train_cli_missing_root_is_one_line(tmp_path: Path) -> None:
 
 
 def test_prepare_cli_wrong_layout_is_one_line(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     root = tmp_path / "wrong"
     publishers.write(root / "photo.jpg")
     proc = subprocess.run(

@@ -17,6 +17,7 @@ from translearn.data.download import fetch_kaggle, fetch_zip, file_sha256
 from translearn.data.hymenoptera import HymenopteraDataModule
 from translearn.data.imagefolder import ImageFolderDataModule
 from translearn.data.prepare import verify_image
+from translearn.data.simpsons import SimpsonsDataModule
 from translearn.errors import UserError
 
 
@@ -181,3 +182,28 @@ def test_kaggle_download_without_the_cli_says_how_to_get_the_archive(
             tmp_path,
             "download https://www.kaggle.com/x",
         )
+
+
+def test_kaggle_download_unpacks_what_the_cli_fetched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = publishers.simpsons(tmp_path / "src", symlinked=None)
+    archive = tmp_path / "prebuilt.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(source.rglob("*")):
+            zf.write(path, path.relative_to(source).as_posix())
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "kaggle"  # stands in for the real CLI: "downloads" by copying the prebuilt zip
+    fake.write_text(
+        '#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -p ] && dir="$2"; shift; done\n'
+        f'cp {archive} "$dir/the-simpsons-characters-dataset.zip"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "not-a-real-key")
+    root = tmp_path / "simpsons"
+    SimpsonsDataModule.download(root)
+    dm = SimpsonsDataModule(root, index_dir=tmp_path / "index", num_workers=0)
+    assert dm.class_names == list(publishers.STUDY_20)

@@ -120,8 +120,10 @@ def fetch_kaggle(kind: str, ref: str, root: Path, manual: str, inner_zips: tuple
     if proc.returncode != 0:
         last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise UserError(f"kaggle download of {ref} failed: {last[0]}; or {manual}")
-    for archive in sorted(root.glob("*.zip")):
-        extract_zip(archive, root)
+    archive = root / f"{ref.rsplit('/', 1)[-1]}.zip"  # the name the kaggle CLI gives the download
+    if not archive.is_file():
+        raise UserError(f"kaggle reported success but {archive} is missing; or {manual}")
+    extract_zip(archive, root)
     for inner in inner_zips:
         if (root / inner).is_file():
             extract_zip(root / inner, root)
