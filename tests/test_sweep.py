@@ -1,0 +1,209 @@
+"""Sweeps: device packing, one folder per cell, DDP inside -m, failures, kill-and-resume, W&B per cell."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+from translearn.config import validate_command_line
+from translearn.errors import UserError
+from translearn.sweep import check_sweep_dir, resolve_devices, run_packed
+from wandb_records import run_record
+
+SWEEP_TINY = [*TINY, "trainer.enable_progress_bar=false"]
+
+
+def sweep_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "translearn.train", "-m", *SWEEP_TINY, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def cells(sweep_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep_dir.glob("*/metrics.json"))}
+
+
+# --- packing -------------------------------------------------------------------------------------
+
+
+def test_packing_never_puts_two_cells_on_one_device_and_refills_freed_devices() -> None:
+    durations = [0.30, 0.05, 0.10, 0.20, 0.05, 0.15, 0.05, 0.10, 0.25]
+    intervals: list[tuple[int, tuple[int, ...], float, float]] = []
+    lock = threading.Lock()
+
+    def fake_cell(cell: int, group: tuple[int, ...]) -> int:
+        start = time.perf_counter()
+        time.sleep(durations[cell])
+        with lock:
+            intervals.append((cell, group, start, time.perf_counter()))
+        return cell * 10
+
+    results = run_packed(range(len(durations)), devices=[0, 1, 2, 3], per_cell=2, run=fake_cell)
+
+    assert results == [c * 10 for c in range(len(durations))]  # every cell ran once, results in order
+    assert sorted(c for c, *_ in intervals) == list(range(len(durations)))
+    groups = {g for _, g, *_ in intervals}
+    assert groups == {(0, 1), (2, 3)}  # disjoint groups of per_cell devices
+    for i, (_, g1, s1, e1) in enumerate(intervals):
+        for _, g2, s2, e2 in intervals[i + 1 :]:
+            if set(g1) & set(g2):
+                assert e1 <= s2 or e2 <= s1, "two cells overlapped on one device"
+    # Refilling: the sweep took about as long as the busiest slot, not the sum of all cells.
+    wall = max(e for *_, e in intervals) - min(s for *_, s, _ in intervals)
+    assert wall < sum(durations) * 0.8
+
+
+def test_packing_without_devices_runs_cells_in_order() -> None:
+    seen: list[tuple[int, tuple]] = []
+    run_packed([3, 1, 2], devices=None, per_cell=1, run=lambda c, g: seen.append((c, g)))
+    assert seen == [(3, ()), (1, ()), (2, ())]
+
+
+def test_a_failing_cell_does_not_stop_the_others() -> None:
+    done = []
+
+    def cell(c: int, group: tuple[int, ...]) -> None:
+        if c == 0:
+            raise RuntimeError("boom")
+        done.append(c)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run_packed([0, 1, 2], devices=[0], per_cell=1, run=cell)
+    assert sorted(done) == [1, 2]
+
+
+def test_gpus_launcher_without_gpus_suggests_local(monkeypatch) -> None:
+    monkeypatch.setattr("translearn.sweep.visible_gpus", lambda: [])
+    with pytest.raises(UserError, match="launcher=local"):
+        resolve_devices("auto")
+    with pytest.raises(UserError, match="no GPU"):
+        validate_command_line(["-m", "launcher=gpus", "strategy=finetune,freeze"])
+
+
+def test_a_sweep_dir_with_cells_is_refused_unless_resuming(tmp_path: Path) -> None:
+    (tmp_path / "0_strategy=finetune" / ".hydra").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"sweep\.resume=true"):
+        validate_command_line(["-m", f"hydra.sweep.dir={tmp_path}", "strategy=finetune,freeze"])
+    check_sweep_dir(tmp_path, resume=True)
+
+
+def test_unknown_name_in_a_grid_fails_before_any_cell(tmp_path: Path) -> None:
+    proc = sweep_cli("strategy=finetune,frieze", f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=120)
+    assert proc.returncode == 2 and "unknown strategy 'frieze'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "sweep").exists()
+
+
+# --- end to end on the embedded data -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_by_two_grid_writes_four_cells_and_one_wandb_run_each(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = sweep_cli(
+        "strategy=finetune,freeze",
+        "dataset.color=rgb,gray",
+        "logger=wandb",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        env={"WANDB_MODE": "offline"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = cells(sweep)
+    assert sorted(found) == [
+        "0_dataset.color=rgb,strategy=finetune",
+        "1_dataset.color=gray,strategy=finetune",
+        "2_dataset.color=rgb,strategy=freeze",
+        "3_dataset.color=gray,strategy=freeze",
+    ]
+    assert {(m["strategy"], m["color"]) for m in found.values()} == {
+        ("finetune", "rgb"),
+        ("finetune", "gray"),
+        ("freeze", "rgb"),
+        ("freeze", "gray"),
+    }
+    assert all(m["status"] == "complete" and m["sweep_id"] == "sweep" for m in found.values())
+    assert not (tmp_path / "logs").exists(), "a second sweep or run directory appeared"
+    assert "4 of 4 cells complete" in proc.stdout
+    for name, m in found.items():
+        (run_dir,) = (sweep / name / "wandb").glob("offline-run-*")  # exactly one W&B run per cell
+        record = run_record(run_dir)
+        assert (
+            record.run_group == "sweep" and record.display_name == name and record.job_type == m["strategy"]
+        )
+        assert set(record.tags) == {"shapes", m["color"], m["strategy"], "resnet18", "bn-frozen"}
+
+
+@pytest.mark.slow
+def test_ddp_inside_a_multirun_runs_each_cell_once_with_ranks_in_sync(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = sweep_cli(
+        "trainer=ddp_cpu",
+        "strategy=finetune,freeze",
+        "dataset.color=rgb,gray",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = cells(sweep)
+    assert len(found) == 4
+    assert all(m["world_size"] == 2 and m["replicas_in_sync"] is True for m in found.values())
+    assert len([p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")]) == 4
+    assert all(
+        (sweep / name / "train_ddp_process_1.log").exists() for name in found
+    )  # rank 1 ran in the cell
+    assert not (tmp_path / "logs").exists(), "a rank relaunched the sweep"
+    assert proc.stdout.count("translearn: sweep ") == 2  # one start line, one summary: one sweep
+
+
+@pytest.mark.slow
+def test_a_failing_cell_is_recorded_and_the_sweep_exits_non_zero(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = sweep_cli("strategy=first_k", "strategy.k=1,99", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 1
+    assert list(cells(sweep)) == ["0_strategy.k=1"]
+    failure = json.loads((sweep / "1_strategy.k=99" / "failure.json").read_text())
+    assert "strategy.k=99 is out of range" in failure["reason"]
+    assert "failed: 1_strategy.k=99" in proc.stdout
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ["strategy=finetune,freeze", f"hydra.sweep.dir={sweep}"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "translearn.train", "-m", *SWEEP_TINY, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    done = sweep / "0_strategy=finetune" / "metrics.json"
+    deadline = time.time() + 300
+    while not done.exists() and time.time() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the whole process group: the sweep and its running cell
+    first.wait()
+    assert done.exists() and len(cells(sweep)) < 2, "the kill came too late to test anything"
+    before = (done.read_bytes(), done.stat().st_mtime_ns)
+
+    refused = sweep_cli(*args, timeout=120)
+    assert refused.returncode == 2 and "sweep.resume=true" in refused.stderr
+
+    resumed = sweep_cli(*args, "sweep.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(cells(sweep)) == 2
+    assert (done.read_bytes(), done.stat().st_mtime_ns) == before, "a finished cell was redone"
+    assert "0_strategy=finetune: already complete, skipped" in resumed.stdout
