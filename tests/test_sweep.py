@@ -170,14 +170,23 @@ def test_ddp_inside_a_multirun_runs_each_cell_once_with_ranks_in_sync(tmp_path: 
 
 
 @pytest.mark.slow
-def test_a_failing_cell_is_recorded_and_the_sweep_exits_non_zero(tmp_path: Path) -> None:
+def test_packed_launcher_runs_cells_side_by_side_and_records_a_failing_cell(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    proc = sweep_cli("strategy=first_k", "strategy.k=1,99", f"hydra.sweep.dir={sweep}")
+    proc = sweep_cli(
+        "launcher=gpus",
+        "hydra.launcher.devices=[0,1]",
+        "strategy=first_k",
+        "strategy.k=1,2,99",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert proc.returncode == 1
-    assert list(cells(sweep)) == ["0_strategy.k=1"]
-    failure = json.loads((sweep / "1_strategy.k=99" / "failure.json").read_text())
+    found = cells(sweep)
+    assert sorted(found) == ["0_strategy.k=1", "1_strategy.k=2"]
+    assert {m["cuda_visible_devices"] for m in found.values()} <= {"0", "1"}
+    assert (sweep / "0_strategy.k=1" / "cell.log").is_file()  # parallel cells log to files
+    failure = json.loads((sweep / "2_strategy.k=99" / "failure.json").read_text())
     assert "strategy.k=99 is out of range" in failure["reason"]
-    assert "failed: 1_strategy.k=99" in proc.stdout
+    assert "failed: 2_strategy.k=99" in proc.stdout
 
 
 @pytest.mark.slow

@@ -88,6 +88,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "frozen_params": total - trainable, "total_params": total, "num_classes": datamodule.num_classes,
             "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
             "world_size": trainer.world_size, "replicas_in_sync": in_sync,
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "sweep_id": cfg.get("sweep", {}).get("id"), "run_dir": str(out), "status": "complete",
         }  # fmt: skip
         if trainer.is_global_zero:
