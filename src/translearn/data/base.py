@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from translearn.data.images import load_rgb
@@ -183,7 +184,18 @@ class ImageDataModule(pl.LightningDataModule):
         return self.batch_size // world
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        sampler = EpochShuffle(len(self.datasets[split]), self.seed, self._current_epoch) if shuffle else None
+        sampler: Sampler | None = None
+        if shuffle:
+            sampler = EpochShuffle(len(self.datasets[split]), self.seed, self._current_epoch)
+        elif self.trainer is not None and self.trainer.world_size > 1:
+            # Lightning's default DistributedSampler pads evaluation sets so every rank gets as many samples,
+            # counting some images twice; this one gives each image to exactly one rank.
+            sampler = UnrepeatedDistributedSampler(
+                self.datasets[split],
+                num_replicas=self.trainer.world_size,
+                rank=self.trainer.global_rank,
+                shuffle=False,
+            )
         return DataLoader(
             self.datasets[split],
             batch_size=self._per_rank_batch(),
