@@ -147,7 +147,9 @@ class TranslearnLauncher(Launcher):
             reader.join()
         metrics = cell.metrics()
         if code == 0 and metrics is not None:
-            say(f"translearn: [{idx}] {cell.name}: complete, best_val_acc={metrics.get('best_val_acc')}")
+            acc = metrics.get("best_val_acc")
+            shown = None if acc is None else round(acc, 4)
+            say(f"translearn: [{idx}] {cell.name}: complete, best_val_acc={shown}")
             return metrics
         reason = _reason(list(tail), code)
         record_failure(cell_dir, reason, code)
