@@ -114,3 +114,30 @@ def test_cli_help_lists_the_groups() -> None:
     assert proc.returncode == 0
     for word in ("dataset:", "strategy:", "trainer:", "ddp_cpu", "first_k", "ckpt_path=last"):
         assert word in proc.stdout, word
+
+
+@pytest.mark.parametrize(
+    ("launcher", "target"),
+    [("local", "TranslearnLauncher"), ("gpus", "TranslearnLauncher"), ("slurm", "SlurmLauncher")],
+)
+def test_launchers_compose(launcher: str, target: str) -> None:
+    cfg = compose_config(
+        [f"launcher={launcher}", "trainer=ddp", "trainer.devices=8", "trainer.num_nodes=2"],
+        return_hydra_config=True,
+    )
+    assert cfg.hydra.launcher._target_.endswith(target)
+    if launcher == "slurm":  # one task per GPU on every node: what Lightning's SLURM DDP expects
+        assert (
+            cfg.hydra.launcher.nodes,
+            cfg.hydra.launcher.tasks_per_node,
+            cfg.hydra.launcher.gpus_per_node,
+        ) == (2, 8, 8)
+    if launcher == "gpus":
+        assert cfg.hydra.launcher.devices == "auto"
+
+
+def test_sweep_of_the_2017_grid_expands_to_sixteen_cells(tmp_path: Path) -> None:
+    cfg = compose_config(["experiment=seed2017_grid"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert len(expand_sweep([f"{k}={v}" for k, v in params.items()])) == 16
+    assert cfg.strategy.bn == "train" and cfg.model.weights == "imagenet"

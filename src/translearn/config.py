@@ -173,6 +173,8 @@ def validate_command_line(argv: list[str]) -> CommandLine:
     from hydra._internal.utils import get_args_parser
 
     args = get_args_parser().parse_args(argv)
+    if args.multirun and args.cfg:
+        raise UserError("--cfg prints one composed config: drop -m and give one value per key")
     info = CommandLine(multirun=bool(args.multirun))
     if args.help or args.hydra_help or args.shell_completion or args.info:
         return info
