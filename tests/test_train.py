@@ -116,3 +116,17 @@ def test_cli_runtime_user_errors_are_one_line(
         args = [f"model.weights={tmp_path / 'r34.pt'}"]
     proc = run_cli(*TINY, *args, f"hydra.run.dir={tmp_path}/run")
     assert_user_error(proc, *fragments)
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_its_wandb_run(compose_cfg, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "run"
+    run(compose_cfg("logger=wandb", "strategy=freeze", run_dir=out))
+    stored = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["wandb_run_id"]
+    (first,) = (out / "wandb").glob("offline-run-*")
+    assert first.name.endswith(stored)
+
+    run(compose_cfg("logger=wandb", "strategy=freeze", "trainer.max_epochs=2", "ckpt_path=last", run_dir=out))
+    runs = sorted((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith(stored) for r in runs), [r.name for r in runs]
