@@ -457,20 +457,12 @@ def adapt_first_conv(model: nn.Module) -> None:
     conv.in_channels = 1
 
 
-def count_parameters(module: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in module.parameters())
-    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    return trainable, total
-
-
 __all__ = [
     "Stage",
     "TransferNet",
     "adapt_first_conv",
     "available_backbones",
     "build_backbone",
-    "count_parameters",
     "imagenet_state_dict",
     "read_state_dict",
 ]
