@@ -9,14 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict, read_write
 
 import publishers
 from conftest import TINY, run_cli
 from translearn.backbones import adapt_first_conv, build_backbone
-from translearn.config import compose_config
 from translearn.data.transforms import build_transform
 
 COLOURS = [("rgb", "replicate"), ("gray", "replicate"), ("gray", "adapt")]
@@ -48,39 +44,23 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def composed(run_dir: Path, *overrides: str) -> DictConfig:
-    """The real config with the tiny settings, set up the way Hydra hands it to the task function."""
-    cfg = compose_config([*TINY, *overrides, f"hydra.run.dir={run_dir}"], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-    HydraConfig.instance().set_config(cfg)
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return cfg
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("color", "gray_mode"), COLOURS, ids=["rgb", "gray-replicate", "gray-adapt"])
 @pytest.mark.parametrize("dataset", list(CLASSES))
 def test_one_epoch_trains_on_the_publisher_layout(
-    dataset: str, color: str, gray_mode: str, trees: dict[str, Path], tmp_path: Path
+    dataset: str, color: str, gray_mode: str, trees: dict[str, Path], tmp_path: Path, compose_cfg
 ) -> None:
     from translearn.train import run
 
-    cfg = composed(
-        tmp_path / "run",
+    cfg = compose_cfg(
         f"dataset={dataset}",
         f"dataset.root={trees[dataset]}",
         f"dataset.color={color}",
         f"dataset.gray_mode={gray_mode}",
     )
-    try:
-        assert cfg.model.num_classes == CLASSES[dataset]
-        assert cfg.model.in_chans == (1 if gray_mode == "adapt" and color == "gray" else 3)
-        metrics = run(cfg)
-    finally:
-        GlobalHydra.instance().clear()
+    assert cfg.model.num_classes == CLASSES[dataset]
+    assert cfg.model.in_chans == (1 if gray_mode == "adapt" and color == "gray" else 3)
+    metrics = run(cfg)
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["dataset"] == dataset and saved["color"] == color
     assert saved["num_classes"] == metrics["num_classes"] == CLASSES[dataset]
