@@ -210,6 +210,16 @@ def test_other_backbones_get_no_2017_value_and_the_backbone_becomes_a_row_key(tm
     }
 
 
+def test_runs_not_started_from_imagenet_get_no_2017_value(tmp_path: Path) -> None:
+    cell(tmp_path, "a", metrics())
+    cell(tmp_path, "b", metrics(weights="none"))
+    table = report.summarize(report.load_runs(tmp_path))
+    assert {r.key["weights"]: r.reference.get("finetune") for r in table.rows} == {
+        "none": None,
+        "imagenet": 0.954248,
+    }
+
+
 # --- files -----------------------------------------------------------------------------------------
 
 

@@ -63,6 +63,7 @@ CSV_FIRST = (
 # The 2017 study used torchvision's resnet18 only, and its freeze left BatchNorm in train mode
 # (running statistics adapted to the target data): translearn's strategy=freeze strategy.bn=train.
 REFERENCE_BACKBONE = "resnet18"
+REFERENCE_WEIGHTS = "imagenet"
 REFERENCE_FREEZE_BN = "train"
 REFERENCE_STRATEGIES = ("finetune", "freeze")
 
@@ -303,7 +304,7 @@ class Table:
         if self.reference_after:
             notes.append(
                 "2017: the study this project reproduces (ResNet18, ImageNet weights, 15 epochs, one "
-                "unseeded run, best validation accuracy), shown for resnet18 rows only."
+                "unseeded run, best validation accuracy), shown for resnet18 rows with ImageNet weights only."
             )
         if "freeze" in self.reference_after:
             notes.append(
@@ -422,7 +423,11 @@ def _attach_reference(table: Table) -> None:
         hits = 0
         for row in table.rows:
             value = ref.get((row.key["dataset"], row.key["color"]), {}).get(strategy)
-            if value is not None and row.key.get("backbone") in (REFERENCE_BACKBONE, None):
+            comparable = row.key.get("backbone") in (REFERENCE_BACKBONE, None) and row.key.get("weights") in (
+                REFERENCE_WEIGHTS,
+                None,
+            )  # 2017 started from ImageNet weights: other starts are a different experiment
+            if value is not None and comparable:
                 row.reference[strategy] = value
                 hits += 1
         if hits:
