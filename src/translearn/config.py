@@ -166,6 +166,9 @@ class CommandLine:
     resume: bool = False
     pinned_sweep_dir: bool = False  # the user gave hydra.sweep.dir
     fixed_keys: tuple[str, ...] = ()  # -m: keys the command sets to one value (left out of cell names)
+    excluded_keys: tuple[
+        str, ...
+    ] = ()  # never in a cell's name (hydra.job.config.override_dirname in conf/hydra)
 
 
 def validate_command_line(argv: list[str]) -> CommandLine:
@@ -209,6 +212,7 @@ def validate_command_line(argv: list[str]) -> CommandLine:
             if info.output_dir is None:
                 info.output_dir = output_dir
                 info.resume = bool(cfg.get("sweep", {}).get("resume", False))
+                info.excluded_keys = tuple(cfg.hydra.job.config.override_dirname.exclude_keys)
                 launcher = cfg.hydra.get("launcher") or {}
                 if args.multirun and str(launcher.get("_target_", "")).endswith("TranslearnLauncher"):
                     from translearn.sweep import resolve_devices

@@ -30,17 +30,6 @@ from translearn.errors import UserError, exit_with
 from translearn.pretrain import resolve_weights
 
 register_resolvers()
-# Never part of a cell's folder name (conf/hydra/default.yaml lists the same for single runs).
-EXCLUDED_FROM_CELL_NAMES = (
-    "ckpt_path",
-    "sweep.id",
-    "sweep.cell",
-    "sweep.resume",
-    "paths.log_dir",
-    "paths.data_dir",
-    "paths.cache_dir",
-    "dataset.root",
-)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -232,7 +221,7 @@ def main() -> None:
         if not any(a.startswith(("sweep.id=", "++sweep.id=")) for a in sys.argv):
             sys.argv.append(f"++sweep.id={Path(info.output_dir).name}")
         # Cell folders are named by what varies across the grid, not by every override on the line.
-        excluded = [*info.fixed_keys, *EXCLUDED_FROM_CELL_NAMES]
+        excluded = [*info.fixed_keys, *info.excluded_keys]
         sys.argv.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded)}]")
     _hydra_main()
     if info.multirun and info.output_dir:
