@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from translearn.backbones import build_backbone, imagenet_state_dict
+from translearn.backbones import build_backbone
 from translearn.errors import UserError
 
 # One of each head/stage layout torchvision has: fc, classifier[-1], classifier conv, heads.head, head.
@@ -94,10 +94,11 @@ def test_imagenet_offline_and_not_cached_fails_fast_with_the_fix(tmp_path: Path,
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     start = time.perf_counter()
     with pytest.raises(UserError) as err:
-        imagenet_state_dict("resnet18")
+        build_backbone("resnet18", 3, "imagenet")
     assert time.perf_counter() - start < 5
     message = str(err.value)
     assert "model.weights=PATH" in message and "model.weights=none" in message and "resnet18-" in message
+    assert "python -m translearn.weights fetch resnet18:IMAGENET1K_V1" in message
 
 
 def test_imagenet_download_failure_is_a_user_error_not_a_hang(tmp_path: Path, monkeypatch) -> None:
@@ -109,8 +110,9 @@ def test_imagenet_download_failure_is_a_user_error_not_a_hang(tmp_path: Path, mo
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     with pytest.raises(UserError, match="could not be downloaded"):
-        imagenet_state_dict("resnet18")
-    assert not list((tmp_path / "empty").rglob("*.partial"))
+        build_backbone("resnet18", 3, "imagenet")
+    left = [p.name for p in (tmp_path / "empty").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
+    assert left == []
 
 
 def test_weights_file_with_another_head_loads_the_backbone_only(tmp_path: Path) -> None:

@@ -140,4 +140,4 @@ def test_sweep_of_the_2017_grid_expands_to_sixteen_cells(tmp_path: Path) -> None
     cfg = compose_config(["experiment=seed2017_grid"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     assert len(expand_sweep([f"{k}={v}" for k, v in params.items()])) == 16
-    assert cfg.strategy.bn == "train" and cfg.model.weights == "imagenet"
+    assert cfg.strategy.bn == "train" and cfg.model.weights == "IMAGENET1K_V1"

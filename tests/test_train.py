@@ -101,7 +101,14 @@ def test_cli_default_tiny_run_exits_zero_and_prints_metrics(tmp_path: Path) -> N
     ("args", "fragments"),
     [
         (["strategy=first_k", "strategy.k=9"], ("strategy.k=9 is out of range", "0..5")),
-        (["model.weights=imagenet"], ("ImageNet weights for resnet18", "model.weights=none")),
+        (
+            ["model.weights=imagenet"],
+            (
+                "ResNet18_Weights.IMAGENET1K_V1 weights are not cached",
+                "model.weights=none",
+                "python -m translearn.weights fetch resnet18:IMAGENET1K_V1",
+            ),
+        ),
         (["model.weights=WRONG"], ("do not fit resnet18",)),
     ],
     ids=["k-out-of-range", "imagenet-offline", "mismatched-weights"],

@@ -117,17 +117,10 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
 
 def check_values(cfg: DictConfig) -> None:
     """Checks that need no data and no model: names and enumerations, once, where the config enters."""
-    from translearn.backbones import available_backbones
+    from translearn.weights import parse_weights
 
-    backbone = cfg.model.get("backbone")
-    if backbone not in available_backbones():
-        raise UserError(
-            f"unknown backbone '{backbone}'; model.backbone must be a torchvision classification model: "
-            f"{', '.join(available_backbones())}"
-        )
-    weights = str(cfg.model.get("weights"))
-    if weights not in ("imagenet", "none", "embedded") and not Path(weights).expanduser().is_file():
-        raise UserError(f"model.weights={weights} is neither imagenet, none, embedded nor an existing file")
+    library = str(cfg.model.get("library", "torchvision"))
+    parse_weights(library, str(cfg.model.get("backbone")), str(cfg.model.get("weights")))
     for key, allowed in (("color", ("rgb", "gray")), ("gray_mode", ("replicate", "adapt"))):
         if cfg.dataset.get(key) not in allowed:
             raise UserError(

@@ -23,7 +23,7 @@ def _plain(value: Any) -> Any:
 
 
 class TransferModule(pl.LightningModule):
-    """A pretrained torchvision backbone with a new head, trained under a freezing policy.
+    """A pretrained torchvision or timm backbone with a new head, trained under a freezing policy.
 
     ``optimizer`` and ``scheduler`` are the ``model.optimizer`` / ``model.scheduler`` dicts of the config
     (see ``conf/model/default.yaml``). To reload a trained model without re-fetching pretrained weights:
@@ -34,6 +34,7 @@ class TransferModule(pl.LightningModule):
         self,
         backbone: str = "resnet18",
         weights: str | None = "imagenet",
+        library: str = "torchvision",
         num_classes: int = 2,
         in_chans: int = 3,
         policy: FreezePolicy | None = None,
@@ -47,7 +48,7 @@ class TransferModule(pl.LightningModule):
         self.hparams.optimizer = _plain(optimizer) or {"name": "sgd", "lr": 1e-3, "momentum": 0.9}
         self.hparams.scheduler = _plain(scheduler) or {"name": "step", "step_size": 10, "gamma": 0.1}
         self.hparams.strategy = self.policy.describe()
-        self.net = build_backbone(backbone, num_classes, weights, in_chans)
+        self.net = build_backbone(backbone, num_classes, weights, in_chans, library=library)
         self.plan = FreezePlan(self.net, self.policy)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self._epoch = 0  # the epoch whose freezing state is in force

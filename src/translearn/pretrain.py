@@ -19,6 +19,7 @@ from filelock import FileLock
 from omegaconf import DictConfig
 
 from translearn.data.shapes import BASE_CLASSES, VERSION, ShapesDataModule
+from translearn.errors import UserError
 
 # The base task's recipe. From scratch on ~1,000 images, AdamW converges in far fewer steps than SGD
 # (measured: SGD at lr 0.05 diverged, at 0.01 crawled), and the CPU budget is a couple of minutes.
@@ -110,8 +111,15 @@ def resolve_weights(cfg: DictConfig) -> str:
     weights = str(cfg.model.weights)
     if weights != "embedded":
         return weights
+    if cfg.model.get("library", "torchvision") != "torchvision":
+        raise UserError(
+            "model.weights=embedded pretrains torchvision backbones only; use model.library=torchvision"
+        )
     return str(
         embedded_weights(
-            cfg.model.backbone, int(cfg.dataset.image_size), cfg.paths.data_dir, cfg.paths.cache_dir
+            cfg.model.backbone,
+            int(cfg.dataset.get("image_size") or 224),
+            cfg.paths.data_dir,
+            cfg.paths.cache_dir,
         )
     )

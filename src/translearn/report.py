@@ -63,7 +63,7 @@ CSV_FIRST = (
 # The 2017 study used torchvision's resnet18 only, and its freeze left BatchNorm in train mode
 # (running statistics adapted to the target data): translearn's strategy=freeze strategy.bn=train.
 REFERENCE_BACKBONE = "resnet18"
-REFERENCE_WEIGHTS = "imagenet"
+REFERENCE_WEIGHTS = ("imagenet", "IMAGENET1K_V1")  # resnet18 has one ImageNet version: both name it
 REFERENCE_FREEZE_BN = "train"
 REFERENCE_STRATEGIES = ("finetune", "freeze")
 
@@ -424,7 +424,7 @@ def _attach_reference(table: Table) -> None:
         for row in table.rows:
             value = ref.get((row.key["dataset"], row.key["color"]), {}).get(strategy)
             comparable = row.key.get("backbone") in (REFERENCE_BACKBONE, None) and row.key.get("weights") in (
-                REFERENCE_WEIGHTS,
+                *REFERENCE_WEIGHTS,
                 None,
             )  # 2017 started from ImageNet weights: other starts are a different experiment
             if value is not None and comparable:

@@ -23,11 +23,13 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities import rank_zero_info
 
 from translearn import sweep
 from translearn.config import one_line, register_resolvers, validate_command_line
 from translearn.errors import UserError, exit_with
 from translearn.pretrain import resolve_weights
+from translearn.weights import parse_weights, preprocessing_for
 
 register_resolvers()
 
@@ -36,7 +38,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """One training run of a composed config; returns what it writes to ``metrics.json``."""
     out = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.dataset)
+    choice = parse_weights(
+        cfg.model.get("library", "torchvision"), cfg.model.backbone, str(cfg.model.weights)
+    )
+    # The weights decide the preprocessing; dataset.* keys the user set win (see conf/dataset/*.yaml).
+    datamodule = instantiate(cfg.dataset, _partial_=True)(preprocessing=preprocessing_for(choice))
+    rank_zero_info(f"translearn: preprocessing {datamodule.preprocessing.describe()}")
     policy = instantiate(cfg.strategy)
     model = instantiate(cfg.model, policy=policy, weights=resolve_weights(cfg))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
@@ -67,8 +74,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         metrics = {
             "dataset": cfg.dataset.name, "color": cfg.dataset.color, "gray_mode": cfg.dataset.gray_mode,
             "strategy": policy.name, "bn": policy.bn, "k": getattr(policy, "k", None),
-            "backbone": cfg.model.backbone, "weights": str(cfg.model.weights), "seed": cfg.seed,
-            "image_size": cfg.dataset.image_size, "epochs": epochs, "max_epochs": trainer.max_epochs,
+            "backbone": cfg.model.backbone, "library": model.net.library, "weights": str(cfg.model.weights),
+            "weights_used": choice.label, "preprocessing": datamodule.preprocessing.as_dict(),
+            "seed": cfg.seed,
+            "image_size": datamodule.image_size, "epochs": epochs, "max_epochs": trainer.max_epochs,
             "best_val_acc": float(best_score) if best_score is not None else fitted.get("val/acc_best"),
             "val_acc": fitted.get("val/acc"), "val_loss": fitted.get("val/loss"),
             "val_acc_top5": fitted.get("val/acc_top5"),

@@ -16,7 +16,7 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from translearn.data.images import load_rgb
-from translearn.data.transforms import COLORS, GRAY_MODES, build_transform, input_channels
+from translearn.data.transforms import COLORS, GRAY_MODES, Preprocessing, build_transform, input_channels
 from translearn.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -90,8 +90,12 @@ class ImageDataModule(pl.LightningDataModule):
         in_chans: int | None = None,
         color: str = "rgb",
         gray_mode: str = "replicate",
-        image_size: int = 224,
-        resize_ratio: float = 256 / 224,
+        image_size: int | None = None,
+        resize_ratio: float | None = None,
+        interpolation: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        preprocessing: Preprocessing | None = None,
         crop_scale: Sequence[float] = (0.08, 1.0),
         batch_size: int = 64,
         num_workers: int = 4,
@@ -103,10 +107,9 @@ class ImageDataModule(pl.LightningDataModule):
             raise UserError(f"dataset.color must be one of {', '.join(COLORS)}, got '{color}'")
         if gray_mode not in GRAY_MODES:
             raise UserError(f"dataset.gray_mode must be one of {', '.join(GRAY_MODES)}, got '{gray_mode}'")
-        if image_size < 8 or batch_size < 1 or num_workers < 0:
+        if batch_size < 1 or num_workers < 0:
             raise UserError(
-                f"dataset.image_size must be >= 8, batch_size >= 1 and num_workers >= 0 "
-                f"(got {image_size}, {batch_size}, {num_workers})"
+                f"dataset.batch_size must be >= 1 and num_workers >= 0 (got {batch_size}, {num_workers})"
             )
         if in_chans is not None and in_chans != input_channels(color, gray_mode):
             raise UserError(f"dataset.in_chans={in_chans} contradicts color={color}, gray_mode={gray_mode}")
@@ -114,7 +117,11 @@ class ImageDataModule(pl.LightningDataModule):
         self.name = name or type(self).__name__
         self.expected_classes = num_classes
         self.color, self.gray_mode = color, gray_mode
-        self.image_size, self.resize_ratio, self.crop_scale = image_size, resize_ratio, tuple(crop_scale)
+        # The weights' own preprocessing (train.run passes it), with explicit dataset.* values on top.
+        self.preprocessing = (preprocessing or Preprocessing()).resolve(
+            image_size, resize_ratio, interpolation, mean, std
+        )
+        self.image_size, self.crop_scale = self.preprocessing.crop, tuple(crop_scale)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self._index: DatasetIndex | None = None
@@ -164,7 +171,11 @@ class ImageDataModule(pl.LightningDataModule):
 
     def transform(self, train: bool):
         return build_transform(
-            train, self.image_size, self.resize_ratio, self.color, self.gray_mode, self.crop_scale
+            train,
+            color=self.color,
+            gray_mode=self.gray_mode,
+            crop_scale=self.crop_scale,
+            preprocessing=self.preprocessing,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -650,7 +650,7 @@ def count_classes(node: DictConfig) -> int | None:
     from hydra.utils import get_class
 
     cls = get_class(node._target_)
-    kwargs = {k: _plain(node[k]) for k in node if k not in ("_target_", "num_classes", "in_chans")}
+    kwargs = {k: _plain(node[k]) for k in node if not k.startswith("_") and k not in ("num_classes", "in_chans")}
     try:
         return len(cls(**kwargs).selected_classes)
     except UserError:

@@ -1,31 +1,120 @@
-"""Transforms: the 2017 recipe, scaled to any crop size, plus the two grayscale modes.
+"""Transforms: the preprocessing that matches the weights, the 2017 recipe, and the two grayscale modes.
 
-Train: Resize(s·256/224) → RandomResizedCrop(s) → horizontal flip; eval: Resize(s·256/224) →
-CenterCrop(s); both end in ImageNet normalisation. Gray is PIL's ``convert('L')`` (luma
-0.299R + 0.587G + 0.114B), done on the fly:
+Pretrained weights expect the preprocessing they were trained with: torchvision's ResNet50 V2 weights
+resize to 232 and crop 224, timm's models often use bicubic resizing and their own mean/std. A
+:class:`Preprocessing` records those numbers; :mod:`translearn.weights.catalog` reads them from the
+weights' own metadata, and the data module fills every ``dataset.*`` key left null from it.
 
-* ``replicate``: 3 equal channels, each normalised with ImageNet's per-channel mean/std, as in 2017, so
+Train: Resize(resize) → RandomResizedCrop(crop) → horizontal flip; eval: Resize(resize) → CenterCrop(crop)
+(the 2017 recipe, with resize/crop = 256/224 there). Both end in normalisation. Gray is PIL's
+``convert('L')`` (luma 0.299R + 0.587G + 0.114B), done on the fly:
+
+* ``replicate``: 3 equal channels, each normalised with the weights' per-channel mean/std, as in 2017, so
   the pretrained stem is untouched;
-* ``adapt``: 1 channel normalised with the luma-weighted ImageNet mean/std (:data:`GRAY_MEAN`,
-  :data:`GRAY_STD`), fed to a first conv whose weights are summed over RGB. With one shared mean/std the
-  two modes give identical logits; with ImageNet's per-channel stats they differ slightly, because the
-  three channels of a replicated gray image are then normalised differently.
+* ``adapt``: 1 channel normalised with the luma-weighted mean/std (:func:`gray_stats`), fed to a first
+  conv whose weights are summed over RGB. With one shared mean/std the two modes give identical logits;
+  with per-channel stats they differ slightly, because the three channels of a replicated gray image are
+  then normalised differently.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import torch
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
+
+from translearn.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LUMA = (0.299, 0.587, 0.114)
-GRAY_MEAN = sum(w * m for w, m in zip(LUMA, IMAGENET_MEAN, strict=True))
-GRAY_STD = sum(w * s for w, s in zip(LUMA, IMAGENET_STD, strict=True))
 COLORS = ("rgb", "gray")
 GRAY_MODES = ("replicate", "adapt")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+def gray_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[float, float]:
+    """The luma-weighted mean and std of per-channel RGB statistics."""
+    return (
+        sum(w * m for w, m in zip(LUMA, mean, strict=True)),
+        sum(w * s for w, s in zip(LUMA, std, strict=True)),
+    )
+
+
+GRAY_MEAN, GRAY_STD = gray_stats(IMAGENET_MEAN, IMAGENET_STD)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What pretrained weights expect: resize side, crop side, interpolation and RGB mean/std."""
+
+    crop: int = 224
+    resize: int = 256
+    interpolation: str = "bilinear"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    source: str = "translearn default (ImageNet statistics, 256/224)"
+
+    def resolve(
+        self,
+        image_size: int | None = None,
+        resize_ratio: float | None = None,
+        interpolation: str | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> Preprocessing:
+        """These weights' preprocessing with the user's explicit ``dataset.*`` values on top.
+
+        A crop size set by the user keeps the weights' resize/crop ratio unless ``resize_ratio`` is set too.
+        """
+        crop = int(image_size) if image_size is not None else self.crop
+        ratio = float(resize_ratio) if resize_ratio is not None else self.resize / self.crop
+        interp = str(interpolation) if interpolation is not None else self.interpolation
+        if interp not in INTERPOLATIONS:
+            raise UserError(
+                f"dataset.interpolation must be one of {', '.join(INTERPOLATIONS)}, got '{interp}'"
+            )
+        mean_, std_ = (
+            tuple(mean) if mean is not None else self.mean,
+            tuple(std) if std is not None else self.std,
+        )
+        if len(mean_) != 3 or len(std_) != 3 or min(std_) <= 0:
+            raise UserError(f"dataset.mean and dataset.std need 3 RGB values, std > 0 (got {mean_}, {std_})")
+        if crop < 8 or ratio < 1:
+            raise UserError(f"dataset.image_size must be >= 8 and resize_ratio >= 1 (got {crop}, {ratio})")
+        overridden = [
+            key
+            for key, value in (
+                ("image_size", image_size),
+                ("resize_ratio", resize_ratio),
+                ("interpolation", interpolation),
+                ("mean", mean),
+                ("std", std),
+            )
+            if value is not None
+        ]
+        source = self.source + (f", dataset.{'/'.join(overridden)} set in the config" if overridden else "")
+        return Preprocessing(
+            crop=crop,
+            resize=round(crop * ratio),
+            interpolation=interp,
+            mean=tuple(float(m) for m in mean_),
+            std=tuple(float(s) for s in std_),
+            source=source,
+        )
+
+    def describe(self) -> str:
+        mean = ", ".join(f"{m:.3f}" for m in self.mean)
+        std = ", ".join(f"{s:.3f}" for s in self.std)
+        return (
+            f"resize {self.resize} ({self.interpolation}) → crop {self.crop}, mean [{mean}] std [{std}] "
+            f"({self.source})"
+        )
+
+    def as_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 def input_channels(color: str, gray_mode: str) -> int:
@@ -33,10 +122,16 @@ def input_channels(color: str, gray_mode: str) -> int:
     return 1 if color == "gray" and gray_mode == "adapt" else 3
 
 
-def normalization(color: str, gray_mode: str) -> tuple[Sequence[float], Sequence[float]]:
+def normalization(
+    color: str,
+    gray_mode: str,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> tuple[Sequence[float], Sequence[float]]:
     if input_channels(color, gray_mode) == 1:
-        return (GRAY_MEAN,), (GRAY_STD,)
-    return IMAGENET_MEAN, IMAGENET_STD
+        gray_mean, gray_std = gray_stats(mean, std)
+        return (gray_mean,), (gray_std,)
+    return tuple(mean), tuple(std)
 
 
 def build_transform(
@@ -47,18 +142,28 @@ def build_transform(
     gray_mode: str = "replicate",
     crop_scale: Sequence[float] = (0.08, 1.0),
     hflip: bool = True,
+    preprocessing: Preprocessing | None = None,
 ) -> v2.Compose:
-    """PIL RGB image → normalised float tensor of shape (C, image_size, image_size)."""
-    resize = round(image_size * resize_ratio)
-    ops: list = [v2.Resize(resize, antialias=True)]
+    """PIL RGB image → normalised float tensor of shape (C, crop, crop).
+
+    ``preprocessing``, when given, supplies crop, resize, interpolation and mean/std and wins over
+    ``image_size`` and ``resize_ratio``.
+    """
+    prep = preprocessing or Preprocessing().resolve(image_size, resize_ratio)
+    interpolation = InterpolationMode(prep.interpolation)
+    ops: list = [v2.Resize(prep.resize, interpolation=interpolation, antialias=True)]
     if train:
-        ops.append(v2.RandomResizedCrop(image_size, scale=tuple(crop_scale), antialias=True))
+        ops.append(
+            v2.RandomResizedCrop(
+                prep.crop, scale=tuple(crop_scale), interpolation=interpolation, antialias=True
+            )
+        )
         if hflip:
             ops.append(v2.RandomHorizontalFlip())
     else:
-        ops.append(v2.CenterCrop(image_size))
+        ops.append(v2.CenterCrop(prep.crop))
     if color == "gray":
         ops.append(v2.Grayscale(num_output_channels=input_channels(color, gray_mode)))
-    mean, std = normalization(color, gray_mode)
+    mean, std = normalization(color, gray_mode, prep.mean, prep.std)
     ops += [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
     return v2.Compose(ops)

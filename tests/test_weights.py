@@ -1,0 +1,396 @@
+"""Weights by name, the preprocessing they imply, the cache that `weights fetch` fills, and runs from them.
+
+Nothing here reaches the network: downloads come from a ``file://`` mirror (TRANSLEARN_WEIGHTS_MIRROR)
+or a stand-in for torch.hub's downloader, and files are written in torchvision's published format.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import publishers
+import pytest
+import torch
+import torchvision
+
+from translearn.errors import UserError
+from translearn.weights import parse_weights, preprocessing_for
+from translearn.weights.__main__ import main as weights_main
+
+V1_18 = "resnet18-f37072fd.pth"
+
+
+@pytest.fixture
+def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    folder = tmp_path / "torch" / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def legacy_resnet18(path: Path, seed: int = 7) -> dict[str, torch.Tensor]:
+    """resnet18-f37072fd.pth as published: saved before BatchNorm had num_batches_tracked, no _metadata."""
+    torch.manual_seed(seed)
+    model = torchvision.models.resnet18()
+    state = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    for key, value in state.items():
+        if value.is_floating_point():
+            value.add_(torch.randn_like(value) * 0.01)
+    torch.save(dict(state), path)
+    return state
+
+
+# --- names ----------------------------------------------------------------------------------------
+
+
+def test_imagenet_is_the_default_and_versions_are_pinned_by_name() -> None:
+    assert parse_weights("torchvision", "resnet50", "imagenet").name == "IMAGENET1K_V2"
+    assert parse_weights("torchvision", "resnet50", "IMAGENET1K_V1").name == "IMAGENET1K_V1"
+    assert parse_weights("torchvision", "resnet50", "ResNet50_Weights.IMAGENET1K_V1").name == "IMAGENET1K_V1"
+    assert parse_weights("torchvision", "resnet50", "DEFAULT").name == "IMAGENET1K_V2"
+    assert parse_weights("torchvision", "resnet18", "none").kind == "none"
+
+
+@pytest.mark.parametrize(
+    ("arch", "spec", "fragments"),
+    [
+        ("resnet18", "IMAGENET1K_V2", ["not a weight name of resnet18", "IMAGENET1K_V1"]),
+        ("resnet50", "ResNet18_Weights.IMAGENET1K_V1", ["IMAGENET1K_V1, IMAGENET1K_V2"]),
+        ("resnet18", "./missing.pth", ["weights file ./missing.pth does not exist"]),
+        ("resnet19", "imagenet", ["unknown backbone 'resnet19'", "model.library=timm"]),
+    ],
+)
+def test_unknown_weight_names_list_the_valid_ones(arch: str, spec: str, fragments: list[str]) -> None:
+    with pytest.raises(UserError) as err:
+        parse_weights("torchvision", arch, spec)
+    assert "\n" not in str(err.value)
+    for fragment in fragments:
+        assert fragment in str(err.value)
+
+
+def test_unknown_weight_name_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    from conftest import assert_user_error, run_cli
+
+    proc = run_cli("model.weights=IMAGENET1K_V7", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_user_error(proc, "model.weights=IMAGENET1K_V7", "IMAGENET1K_V1")
+    assert not (tmp_path / "run").exists()
+
+
+def test_timm_missing_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm now raises ImportError
+    with pytest.raises(UserError, match=r"pip install 'translearn\[timm\]'"):
+        parse_weights("timm", "resnet18", "imagenet")
+
+
+def test_timm_names_and_tags() -> None:
+    assert parse_weights("timm", "resnet18", "imagenet").name == "a1_in1k"  # timm's default tag
+    assert parse_weights("timm", "resnet18", "tv_in1k").name == "tv_in1k"
+    assert parse_weights("timm", "resnet18.tv_in1k", "imagenet").name == "tv_in1k"
+    with pytest.raises(UserError, match="valid: imagenet, none, a1_in1k"):
+        parse_weights("timm", "resnet18", "b9_in1k")
+    with pytest.raises(UserError, match="did you mean resnet18"):
+        parse_weights("timm", "resnet18x", "none")
+
+
+# --- preprocessing --------------------------------------------------------------------------------
+
+
+def test_preprocessing_comes_from_the_weights_own_metadata() -> None:
+    v2 = preprocessing_for(parse_weights("torchvision", "resnet50", "imagenet"))
+    assert (v2.resize, v2.crop, v2.interpolation) == (232, 224, "bilinear")
+    assert "ResNet50_Weights.IMAGENET1K_V2" in v2.source
+    v1 = preprocessing_for(parse_weights("torchvision", "resnet50", "IMAGENET1K_V1"))
+    assert (v1.resize, v1.crop) == (256, 224)
+    vit = preprocessing_for(parse_weights("torchvision", "vit_b_16", "IMAGENET1K_SWAG_E2E_V1"))
+    assert (vit.resize, vit.crop, vit.interpolation) == (384, 384, "bicubic")
+    timm_vit = preprocessing_for(parse_weights("timm", "vit_tiny_patch16_224", "imagenet"))
+    assert timm_vit.mean == (0.5, 0.5, 0.5) and timm_vit.interpolation == "bicubic"
+    assert (timm_vit.crop, timm_vit.resize) == (224, 248)  # floor(224 / 0.9), as timm's eval transform
+    assert preprocessing_for(parse_weights("torchvision", "resnet50", "none")) is None
+
+
+def test_user_keys_win_and_a_smaller_crop_keeps_the_weights_ratio() -> None:
+    v2 = preprocessing_for(parse_weights("torchvision", "resnet50", "imagenet"))
+    small = v2.resolve(image_size=112)
+    assert (small.crop, small.resize) == (112, 116)  # 232/224 kept
+    pinned = v2.resolve(image_size=224, resize_ratio=256 / 224, interpolation="bicubic", mean=[0.5] * 3)
+    assert (pinned.resize, pinned.interpolation, pinned.mean) == (256, "bicubic", (0.5, 0.5, 0.5))
+    with pytest.raises(UserError, match="dataset.interpolation"):
+        v2.resolve(interpolation="lanczos9")
+
+
+def test_the_data_module_applies_the_weights_preprocessing(tmp_path: Path, compose_cfg) -> None:
+    from translearn.train import instantiate
+
+    root = publishers.hymenoptera(tmp_path / "hym")
+    overrides = ("dataset=hymenoptera", f"dataset.root={root}", "dataset.image_size=null")
+    for extra, expected in (
+        (("model.backbone=resnet50", "model.weights=imagenet"), (232, 224, "bilinear")),
+        (("model.backbone=resnet50", "model.weights=IMAGENET1K_V1"), (256, 224, "bilinear")),
+        (
+            ("model.library=timm", "model.backbone=convnext_atto", "model.weights=imagenet"),
+            (256, 224, "bicubic"),
+        ),
+        (("model.weights=none",), (256, 224, "bilinear")),
+        (
+            ("experiment=seed2017", "model.backbone=resnet50", "model.weights=imagenet"),
+            (256, 224, "bilinear"),
+        ),
+    ):
+        cfg = compose_cfg(*overrides, *extra)
+        choice = parse_weights(cfg.model.library, cfg.model.backbone, cfg.model.weights)
+        data = instantiate(cfg.dataset, _partial_=True)(preprocessing=preprocessing_for(choice))
+        prep = data.preprocessing
+        assert (prep.resize, prep.crop, prep.interpolation) == expected, extra
+        # the eval transform really does what it says: the crop side comes out
+        image = data.transform(train=False)(publishers.image("rgb", 1, (300, 280)))
+        assert image.shape[-2:] == (expected[1], expected[1])
+
+
+def test_seed2017_pins_the_2017_weights_and_transforms() -> None:
+    from translearn.config import compose_config
+
+    cfg = compose_config(["experiment=seed2017"])
+    assert cfg.model.weights == "IMAGENET1K_V1"
+    assert (cfg.dataset.image_size, cfg.dataset.resize_ratio, cfg.dataset.interpolation) == (
+        224,
+        1.142857,
+        "bilinear",
+    )
+    assert list(cfg.dataset.mean) == [0.485, 0.456, 0.406] and list(cfg.dataset.std) == [0.229, 0.224, 0.225]
+
+
+# --- end to end ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_imagenet_trains_from_the_legacy_resnet18_file(
+    torch_home: Path, tmp_path: Path, compose_cfg, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bug this module was written for: the published file has no num_batches_tracked."""
+    from translearn.train import run
+
+    state = legacy_resnet18(torch_home / V1_18)
+    root = publishers.hymenoptera(tmp_path / "hym")
+    cfg = compose_cfg(
+        "dataset=hymenoptera", f"dataset.root={root}", "model.weights=imagenet", "strategy=freeze"
+    )
+    metrics = run(cfg)
+    assert metrics["weights_used"] == "ResNet18_Weights.IMAGENET1K_V1"
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["preprocessing"]["source"].startswith("ResNet18_Weights.IMAGENET1K_V1.transforms()")
+    assert (saved["preprocessing"]["crop"], saved["preprocessing"]["resize"]) == (32, 37)  # TINY: 32 px
+    assert "translearn: preprocessing resize 37 (bilinear) → crop 32" in caplog.text  # said at startup
+    best = torch.load(saved["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    for key, value in state.items():  # freeze: every tensor but the head is still the file's
+        if not key.startswith("fc."):
+            assert torch.equal(best[f"net.model.{key}"], value), key
+
+
+# --- the cache and `weights fetch` -------------------------------------------------------------------
+
+
+def _no_hash_download(real):
+    """torch.hub's downloader with the hash check off: the test's files cannot match published hashes."""
+
+    def download(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:
+        real(url, dst, None, progress)
+
+    return download
+
+
+def test_fetch_downloads_into_the_cache_training_reads(
+    torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    legacy_resnet18(mirror / V1_18)
+    monkeypatch.setenv("TRANSLEARN_WEIGHTS_MIRROR", mirror.as_uri())
+    monkeypatch.delenv("TRANSLEARN_OFFLINE")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_hash_download(torch.hub.download_url_to_file))
+    weights_main(["fetch", "resnet18"])
+    out = capsys.readouterr().out
+    assert f"translearn: resnet18:IMAGENET1K_V1 downloaded: {torch_home / V1_18}" in out
+    assert (torch_home / V1_18).read_bytes() == (mirror / V1_18).read_bytes()
+    weights_main(["list"])
+    listing = capsys.readouterr().out
+    assert "resnet18:IMAGENET1K_V1" in listing and str(torch_home / V1_18) in listing
+    monkeypatch.setenv("TRANSLEARN_OFFLINE", "1")  # training now needs no network
+    from translearn.backbones import build_backbone
+
+    assert build_backbone("resnet18", 2, "imagenet").head.out_features == 2
+
+
+def test_fetch_refuses_a_file_whose_hash_does_not_match_and_leaves_nothing(
+    torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    legacy_resnet18(mirror / V1_18)  # random tensors: their sha256 does not start with f37072fd
+    monkeypatch.setenv("TRANSLEARN_WEIGHTS_MIRROR", mirror.as_uri())
+    monkeypatch.delenv("TRANSLEARN_OFFLINE")
+    with pytest.raises(SystemExit) as exit_info:
+        weights_main(["fetch", "resnet18"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "could not be downloaded" in err and "hash" in err.lower()
+    assert [p.name for p in torch_home.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def _fetch_in_child(torch_home: str, mirror: str, log: str) -> None:
+    os.environ["TORCH_HOME"] = torch_home
+    os.environ["TRANSLEARN_WEIGHTS_MIRROR"] = mirror
+    os.environ.pop("TRANSLEARN_OFFLINE", None)
+    real = torch.hub.download_url_to_file
+
+    def slow_counted(url: str, dst: str, hash_prefix: str | None = None, progress: bool = True) -> None:
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(1.0)  # both processes are inside fetch at the same time
+        real(url, dst, None, progress)
+
+    torch.hub.download_url_to_file = slow_counted
+    from translearn.weights.__main__ import fetch
+
+    fetch("resnet18", "torchvision")
+
+
+def test_two_processes_needing_the_same_file_download_it_once(torch_home: Path, tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    legacy_resnet18(mirror / V1_18)
+    log = tmp_path / "downloads.log"
+    ctx = multiprocessing.get_context("fork")
+    args = (str(torch_home.parent.parent), mirror.as_uri(), str(log))
+    children = [ctx.Process(target=_fetch_in_child, args=args) for _ in range(2)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(60)
+    assert [c.exitcode for c in children] == [0, 0]
+    assert len(log.read_text().splitlines()) == 1, "both processes downloaded"
+    assert (torch_home / V1_18).read_bytes() == (mirror / V1_18).read_bytes()
+    assert sorted(p.name for p in torch_home.iterdir()) == [f".{V1_18}.lock", V1_18]
+
+
+def test_fetch_replaces_a_truncated_cached_file(
+    torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    legacy_resnet18(mirror / V1_18)
+    good = (mirror / V1_18).read_bytes()
+    (torch_home / V1_18).write_bytes(good[: len(good) // 2])
+    from translearn.backbones import build_backbone
+
+    with pytest.raises(UserError) as err:  # training names the file and the fix
+        build_backbone("resnet18", 2, "imagenet")
+    assert str(torch_home / V1_18) in str(err.value)
+    assert "python -m translearn.weights fetch resnet18:IMAGENET1K_V1" in str(err.value)
+    monkeypatch.setenv("TRANSLEARN_WEIGHTS_MIRROR", mirror.as_uri())
+    monkeypatch.delenv("TRANSLEARN_OFFLINE")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_hash_download(torch.hub.download_url_to_file))
+    monkeypatch.setattr("translearn.weights.__main__._hash_ok", lambda path: path.stat().st_size == len(good))
+    weights_main(["fetch", "resnet18"])
+    assert "downloaded again" in capsys.readouterr().out
+    assert (torch_home / V1_18).read_bytes() == good
+
+
+def test_fetch_cli_is_a_one_line_error_offline(torch_home: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "translearn.weights", "fetch", "resnet50:IMAGENET1K_V2"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TRANSLEARN_OFFLINE": "1"},
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "resnet50-11ad3fa6.pth" in proc.stderr
+
+
+# --- timm weights from the Hugging Face cache -------------------------------------------------------
+
+
+def hf_cache_file(hf_home: Path, repo_id: str, state: dict[str, torch.Tensor]) -> Path:
+    """A model.safetensors where the Hugging Face client keeps it: models--ORG--NAME/snapshots/REV/."""
+    from safetensors.torch import save_file
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(revision)
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(snapshot / "model.safetensors"))
+    return snapshot / "model.safetensors"
+
+
+@pytest.fixture
+def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(home / "hub"))
+    return home
+
+
+def test_timm_imagenet_reads_the_hugging_face_cache_offline(hf_home: Path) -> None:
+    import timm
+
+    from translearn.backbones import build_backbone
+
+    torch.manual_seed(3)
+    source = timm.create_model("resnet18")  # the published file: timm's layout, 1000 classes
+    state = source.state_dict()
+    hf_cache_file(hf_home, "timm/resnet18.a1_in1k", state)
+    net = build_backbone("resnet18", 4, "imagenet", library="timm")
+    own = net.model.state_dict()
+    for key, value in state.items():
+        if not key.startswith("fc."):
+            assert torch.equal(own[key], value), key
+    assert net.head_name == "fc" and net.head.out_features == 4
+    gray = build_backbone("resnet18", 4, "imagenet", in_chans=1, library="timm")  # timm adapts conv1
+    assert torch.allclose(gray.model.conv1.weight, state["conv1.weight"].sum(dim=1, keepdim=True))
+
+
+def test_timm_weights_not_cached_offline_is_one_line(hf_home: Path) -> None:
+    from translearn.backbones import build_backbone
+
+    with pytest.raises(UserError) as err:
+        build_backbone("convnext_atto", 3, "imagenet", library="timm")
+    message = str(err.value)
+    assert "\n" not in message and "TRANSLEARN_OFFLINE" in message
+    assert "python -m translearn.weights fetch convnext_atto.d2_in1k --library timm" in message
+
+
+def test_timm_fetch_fills_the_hugging_face_cache(
+    hf_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import huggingface_hub
+    import timm
+
+    calls: list[tuple[str, str, bool]] = []
+    state = OrderedDict(timm.create_model("resnet18").state_dict())
+
+    def stand_in(repo_id: str, filename: str, local_files_only: bool = False, **_: object) -> str:
+        calls.append((repo_id, filename, local_files_only))
+        if local_files_only:
+            from huggingface_hub.errors import LocalEntryNotFoundError
+
+            raise LocalEntryNotFoundError("not cached")
+        return str(hf_cache_file(hf_home, repo_id, state))
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", stand_in)
+    monkeypatch.delenv("TRANSLEARN_OFFLINE")
+    weights_main(["fetch", "resnet18.tv_in1k", "--library", "timm"])
+    assert ("timm/resnet18.tv_in1k", "model.safetensors", False) in calls
+    assert "translearn: timm resnet18.tv_in1k:" in capsys.readouterr().out
