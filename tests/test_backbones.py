@@ -165,3 +165,49 @@ def test_gray_adapt_sums_the_first_conv_over_rgb(tmp_path: Path) -> None:
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():  # equal channels through the RGB net = one channel through the summed one
         assert torch.allclose(gray.eval()(x), rgb.eval()(x.expand(-1, 3, -1, -1)), atol=1e-5)
+
+
+# --- timm -----------------------------------------------------------------------------------------
+
+TIMM_STAGES = {
+    "resnet18": (["stem", "layer1", "layer2", "layer3", "layer4"], "fc"),
+    "convnext_atto": (["stem", "stages.0", "stages.1", "stages.2", "stages.3..head.norm"], "head.fc"),
+    "vit_tiny_patch16_224": (["stem", *[f"blocks.{i}" for i in range(11)], "blocks.11..norm"], "head"),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(TIMM_STAGES))
+def test_timm_stages_come_from_its_group_matcher(arch: str) -> None:
+    net = build_backbone(arch, num_classes=7, weights="none", library="timm")
+    names, head = TIMM_STAGES[arch]
+    assert [s.name for s in net.stages] == names and net.head_name == head
+    groups = list(net.named_groups())
+    ids = [id(p) for _, params in groups for p in params]
+    assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in net.parameters()}
+    side = 224 if arch.startswith("vit") else 64
+    with torch.no_grad():
+        assert net.eval()(torch.randn(2, 3, side, side)).shape == (2, 7)
+
+
+def test_timm_and_torchvision_resnet18_freeze_the_same_tensors() -> None:
+    """timm's resnet18 is torchvision's architecture: stage k must hold the same parameter names."""
+    tv = build_backbone("resnet18", num_classes=3, weights="none")
+    tm = build_backbone("resnet18", num_classes=3, weights="none", library="timm")
+    for i in range(tv.num_stages):
+        named_tv = {n for m in tv.stages[i].modules for n, _ in tv.model.get_submodule(m).named_parameters(m)}
+        named_tm = {n for m in tm.stages[i].modules for n, _ in tm.model.get_submodule(m).named_parameters(m)}
+        assert named_tv == named_tm, tv.stages[i].name
+
+
+def test_timm_weights_file_loads_like_torchvision_ones(tmp_path: Path) -> None:
+    source = build_backbone("convnext_atto", num_classes=5, weights="none", library="timm")
+    torch.save(source.model.state_dict(), tmp_path / "w.pt")
+    same = build_backbone("convnext_atto", num_classes=5, weights=str(tmp_path / "w.pt"), library="timm")
+    assert torch.equal(same.head.weight, source.head.weight)  # a head for our classes is kept
+    other = build_backbone("convnext_atto", num_classes=3, weights=str(tmp_path / "w.pt"), library="timm")
+    assert other.head.out_features == 3
+    assert torch.equal(
+        other.model.stages[3].blocks[0].conv_dw.weight, source.model.stages[3].blocks[0].conv_dw.weight
+    )
+    with pytest.raises(UserError, match="do not fit resnet18"):
+        build_backbone("resnet18", num_classes=3, weights=str(tmp_path / "w.pt"), library="timm")

@@ -12,16 +12,27 @@ from translearn.errors import UserError
 from translearn.module import TransferModule
 from translearn.strategies import NEVER, POLICIES, FirstK, Freeze, FreezePolicy, Gradual
 
-FAMILIES = ["resnet18", "mobilenet_v3_small", "convnext_tiny"]
+# (library, model, input side): one of each stage layout, for both libraries. timm's ViT insists on 224 px.
+FAMILIES = [
+    ("torchvision", "resnet18", 32),
+    ("torchvision", "mobilenet_v3_small", 32),
+    ("torchvision", "convnext_tiny", 32),
+    ("timm", "resnet18", 32),
+    ("timm", "convnext_atto", 32),
+    ("timm", "vit_tiny_patch16_224", 224),
+]
 # Aggressive settings make any leak visible: momentum and weight decay move weights with zero gradients.
 HOT_SGD = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.01, "decay_norm_and_bias": True}
 
 
-def make_module(arch: str, policy: FreezePolicy, classes: int = 3, **kwargs) -> TransferModule:
+def make_module(
+    arch: str, policy: FreezePolicy, classes: int = 3, library: str = "torchvision", **kwargs
+) -> TransferModule:
     torch.manual_seed(0)
     return TransferModule(
         arch,
         weights="none",
+        library=library,
         num_classes=classes,
         policy=policy,
         optimizer=HOT_SGD,
@@ -49,29 +60,59 @@ def policies() -> list[FreezePolicy]:
     return [POLICIES["finetune"](), Freeze(), FirstK(k=2), Gradual(start=1)]
 
 
-@pytest.mark.parametrize("arch", FAMILIES)
-@pytest.mark.parametrize("policy", policies(), ids=lambda p: p.name)
-def test_frozen_tensors_bit_identical_after_real_steps(arch: str, policy: FreezePolicy) -> None:
-    """Also: the optimizer holds exactly the trainable parameters, each once (one fit serves both)."""
-    module = make_module(arch, policy)
+def _family_id(family: tuple[str, str, int]) -> str:
+    return f"{family[0]}-{family[1]}"
+
+
+def _cases() -> list:
+    """Every policy on every family with BatchNorm frozen; timm's families with bn=train as well."""
+    cases = []
+    for family in FAMILIES:
+        modes = ("frozen", "train") if family[0] == "timm" else ("frozen",)
+        for bn in modes:
+            for policy in policies():
+                policy.bn = bn
+                cases.append(pytest.param(family, policy, id=f"{_family_id(family)}-{policy.name}-bn={bn}"))
+    return cases
+
+
+@pytest.mark.parametrize(("family", "policy"), _cases())
+def test_frozen_tensors_bit_identical_after_real_steps(
+    family: tuple[str, str, int], policy: FreezePolicy
+) -> None:
+    """Also: the optimizer holds exactly the trainable parameters, each once (one fit serves both).
+
+    With ``bn=train`` frozen BatchNorm running statistics adapt (the 2017 recipe) and everything else
+    frozen stays bit-identical.
+    """
+    library, arch, side = family
+    module = make_module(arch, policy, library=library)
     before = snapshot(module)
+    n, batch = (8, 4) if side > 64 else (16, 8)
     trainer = tiny_trainer(
         epochs=2, batches=2
     )  # two epochs: a validation loop and Lightning's train() between
-    trainer.fit(module, random_loader(), random_loader(seed=1))
+    trainer.fit(
+        module, random_loader(n, side=side, batch=batch), random_loader(n, side=side, batch=batch, seed=1)
+    )
     in_optimizer = [p for group in trainer.optimizers[0].param_groups for p in group["params"]]
     assert len(in_optimizer) == len({id(p) for p in in_optimizer}), "a parameter sits in two groups"
     assert {id(p) for p in in_optimizer} == {id(p) for p in module.parameters() if p.requires_grad}
 
     module.train()  # an explicit train() must not revive frozen BatchNorm ...
     with torch.no_grad():
-        module(torch.randn(4, 3, 32, 32))  # ... through a forward pass in training mode
+        module(torch.randn(2, 3, side, side))  # ... through a forward pass in training mode
     after = module.state_dict()
     frozen_params, frozen_buffers = frozen_forever(module, epochs=2)
-    if (
-        policy.name != "finetune"
-    ):  # the test must cover frozen tensors (ConvNeXt's LayerNorms have no buffers)
-        assert frozen_params and (frozen_buffers or arch == "convnext_tiny")
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    if policy.name != "finetune":  # the test must cover frozen tensors (LayerNorm nets have no buffers)
+        assert frozen_params and (frozen_buffers or not has_bn)
+    if policy.bn == "train":  # frozen running statistics adapt; nothing else frozen moves
+        stats = {b for b in frozen_buffers if b.endswith(("running_mean", "running_var"))}
+        assert all(not torch.equal(before[b], after[b]) for b in stats), "bn=train must adapt running stats"
+        frozen_buffers = (
+            frozen_buffers - stats - {b for b in frozen_buffers if b.endswith("num_batches_tracked")}
+        )
 
     for name in frozen_params | frozen_buffers:
         assert torch.equal(before[name], after[name]), f"{arch}/{policy.name}: frozen {name} moved"
@@ -86,7 +127,7 @@ def test_frozen_tensors_bit_identical_after_real_steps(arch: str, policy: Freeze
     top = tuple(f"net.model.{m}." for m in (*module.net.stages[-1].modules, module.net.head_name))
     expected = trainable if policy.name != "gradual" else {n for n in trainable if n.startswith(top)}
     assert expected <= moved, (
-        f"{arch}/{policy.name}: trainable tensors that did not move: {sorted(expected - moved)[:5]}"
+        f"{library} {arch}/{policy.name}: trainable tensors that did not move: {sorted(expected - moved)[:5]}"
     )
 
 

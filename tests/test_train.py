@@ -137,3 +137,15 @@ def test_a_resumed_run_continues_its_wandb_run(compose_cfg, tmp_path: Path, monk
     run(compose_cfg("logger=wandb", "strategy=freeze", "trainer.max_epochs=2", "ckpt_path=last", run_dir=out))
     runs = sorted((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(r.name.endswith(stored) for r in runs), [r.name for r in runs]
+
+
+@pytest.mark.slow
+def test_timm_first_k_run(compose_cfg, tmp_path: Path) -> None:
+    from translearn.train import run
+
+    cfg = compose_cfg("model.library=timm", "model.backbone=resnet18", "strategy=first_k", "strategy.k=2")
+    metrics = run(cfg)
+    assert metrics["library"] == "timm" and metrics["strategy"] == "first_k" and metrics["k"] == 2
+    # k=2 freezes timm's stem (conv1 9,408 + bn1 128) and layer1 (2 blocks x (2 x 36,864 + 2 x 128)).
+    assert metrics["frozen_params"] == 9_408 + 128 + 2 * (2 * 36_864 + 2 * 128)
+    assert (tmp_path / "run" / "metrics.json").is_file()

@@ -15,11 +15,11 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-import publishers
 import pytest
 import torch
 import torchvision
 
+import publishers
 from translearn.errors import UserError
 from translearn.weights import parse_weights, preprocessing_for
 from translearn.weights.__main__ import main as weights_main
@@ -40,7 +40,7 @@ def legacy_resnet18(path: Path, seed: int = 7) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
     model = torchvision.models.resnet18()
     state = {k: v.clone() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    for key, value in state.items():
+    for value in state.values():
         if value.is_floating_point():
             value.add_(torch.randn_like(value) * 0.01)
     torch.save(dict(state), path)
@@ -122,7 +122,7 @@ def test_user_keys_win_and_a_smaller_crop_keeps_the_weights_ratio() -> None:
     assert (small.crop, small.resize) == (112, 116)  # 232/224 kept
     pinned = v2.resolve(image_size=224, resize_ratio=256 / 224, interpolation="bicubic", mean=[0.5] * 3)
     assert (pinned.resize, pinned.interpolation, pinned.mean) == (256, "bicubic", (0.5, 0.5, 0.5))
-    with pytest.raises(UserError, match="dataset.interpolation"):
+    with pytest.raises(UserError, match=r"dataset\.interpolation"):
         v2.resolve(interpolation="lanczos9")
 
 
