@@ -118,11 +118,11 @@ def _published(arch: str, choice: WeightsChoice, path: Path | None = None) -> nn
         fix = f"pass the {enum.name} file of {arch} as published (its name says which), or another file name"
         what = f"weights file {path}"
     state = read_state_dict(path, fix)
-    kwargs = {"aux_logits": False} if arch in AUX_MODULES else {}
+    # No aux_logits=False here: the builders refuse it with weights; _drop_aux does what they do after.
     try:
         with warnings.catch_warnings(), patch.object(type(enum), "get_state_dict", lambda *_a, **_k: state):
             warnings.simplefilter("ignore")  # MNASNet v1 files warn about the v1 stem they load into
-            model = torchvision.models.get_model(arch, weights=enum, **kwargs)
+            model = torchvision.models.get_model(arch, weights=enum)
     except RuntimeError as exc:
         if "Error(s) in loading state_dict" not in str(exc):
             raise UserError(f"{what} does not load into {arch} ({first_line(exc)}); {fix}") from None
