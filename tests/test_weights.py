@@ -197,6 +197,18 @@ def test_imagenet_trains_from_the_legacy_resnet18_file(
 # --- the cache and `weights fetch` -------------------------------------------------------------------
 
 
+@pytest.fixture
+def mirror(tmp_path: Path) -> Path:
+    """A flat folder of published files, as TRANSLEARN_WEIGHTS_MIRROR=file://... serves them.
+
+    Its resnet18 file holds random tensors, so its sha256 does not start with f37072fd.
+    """
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    legacy_resnet18(folder / V1_18)
+    return folder
+
+
 def _no_hash_download(real):
     """torch.hub's downloader with the hash check off: the test's files cannot match published hashes."""
 
@@ -207,11 +219,12 @@ def _no_hash_download(real):
 
 
 def test_fetch_downloads_into_the_cache_training_reads(
-    torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    torch_home: Path,
+    mirror: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    legacy_resnet18(mirror / V1_18)
     monkeypatch.setenv("TRANSLEARN_WEIGHTS_MIRROR", mirror.as_uri())
     monkeypatch.delenv("TRANSLEARN_OFFLINE")
     monkeypatch.setattr(torch.hub, "download_url_to_file", _no_hash_download(torch.hub.download_url_to_file))
@@ -229,11 +242,12 @@ def test_fetch_downloads_into_the_cache_training_reads(
 
 
 def test_fetch_refuses_a_file_whose_hash_does_not_match_and_leaves_nothing(
-    torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    torch_home: Path,
+    mirror: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    legacy_resnet18(mirror / V1_18)  # random tensors: their sha256 does not start with f37072fd
     monkeypatch.setenv("TRANSLEARN_WEIGHTS_MIRROR", mirror.as_uri())
     monkeypatch.delenv("TRANSLEARN_OFFLINE")
     with pytest.raises(SystemExit) as exit_info:
@@ -262,10 +276,9 @@ def _fetch_in_child(torch_home: str, mirror: str, log: str) -> None:
     fetch("resnet18", "torchvision")
 
 
-def test_two_processes_needing_the_same_file_download_it_once(torch_home: Path, tmp_path: Path) -> None:
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    legacy_resnet18(mirror / V1_18)
+def test_two_processes_needing_the_same_file_download_it_once(
+    torch_home: Path, mirror: Path, tmp_path: Path
+) -> None:
     log = tmp_path / "downloads.log"
     ctx = multiprocessing.get_context("fork")
     args = (str(torch_home.parent.parent), mirror.as_uri(), str(log))
@@ -281,11 +294,12 @@ def test_two_processes_needing_the_same_file_download_it_once(torch_home: Path, 
 
 
 def test_fetch_replaces_a_truncated_cached_file(
-    torch_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    torch_home: Path,
+    mirror: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
-    mirror = tmp_path / "mirror"
-    mirror.mkdir()
-    legacy_resnet18(mirror / V1_18)
     good = (mirror / V1_18).read_bytes()
     (torch_home / V1_18).write_bytes(good[: len(good) // 2])
     from translearn.backbones import build_backbone

@@ -650,7 +650,8 @@ def count_classes(node: DictConfig) -> int | None:
     from hydra.utils import get_class
 
     cls = get_class(node._target_)
-    kwargs = {k: _plain(node[k]) for k in node if not k.startswith("_") and k not in ("num_classes", "in_chans")}
+    skip = ("num_classes", "in_chans")  # and Hydra's own keys (_target_, _partial_, ...)
+    kwargs = {k: _plain(node[k]) for k in node if not k.startswith("_") and k not in skip}
     try:
         return len(cls(**kwargs).selected_classes)
     except UserError:

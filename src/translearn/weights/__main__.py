@@ -1,4 +1,4 @@
-"""``python -m translearn.weights fetch|list``: fill the pretrained-weights cache on a login node, train offline.
+"""``python -m translearn.weights fetch|list``: fill the weights cache on a login node, train offline.
 
     python -m translearn.weights fetch resnet18 resnet50:IMAGENET1K_V2
     python -m translearn.weights fetch convnext_atto vit_tiny_patch16_224.augreg_in21k_ft_in1k --library timm
@@ -65,14 +65,16 @@ def fetch(spec: str, library: str) -> Path:
     path = cache.cache_path(enum.url)
     if path.is_file() and not _hash_ok(path):
         print(f"translearn: {path} does not match the hash in its name; downloading it again", flush=True)
-        _replace_later = path.with_name(path.name + ".bad")
-        path.replace(_replace_later)  # kept until the new copy is in place, then removed
+        bad = path.with_name(path.name + ".bad")
+        path.replace(bad)  # kept until the new copy is in place, then removed
         try:
-            cache.ensure_url(enum.url, f"{choice.label} weights", f"python -m translearn.weights fetch {label}")
+            cache.ensure_url(
+                enum.url, f"{choice.label} weights", f"python -m translearn.weights fetch {label}"
+            )
         except UserError:
-            _replace_later.replace(path)  # put the old file back: nothing is lost on failure
+            bad.replace(path)  # put the old file back: nothing is lost on failure
             raise
-        _replace_later.unlink()
+        bad.unlink()
         status = "downloaded again"
     elif path.is_file():
         status = "already cached"

@@ -162,7 +162,7 @@ def cached_files() -> list[CachedFile]:
             if (
                 path.is_file()
                 and not path.name.startswith((".", "tmp"))
-                and not path.name.endswith(".partial")
+                and not path.name.endswith((".partial", ".bad"))
             ):
                 out.append(CachedFile("torchvision", names.get(path.name, "?"), path, path.stat().st_size))
     try:

@@ -1,0 +1,283 @@
+"""torchvision's published ImageNet files predate today's state_dict(): they must load as torchvision does.
+
+Each family below writes a seeded random file in the exact format of the published one (its key names,
+its missing buffers, its file name) into a TORCH_HOME cache, and checks that translearn reads it to the
+same tensors torchvision's own builder does. Facts reproduced, from torchvision 0.29 / torch 2.14 sources:
+
+* Files saved before BatchNorm gained ``num_batches_tracked`` (resnet18, densenet121, vgg11_bn,
+  mobilenet_v2 V1) lack those keys and are plain dicts without ``_metadata``: BatchNorm's
+  ``_load_from_state_dict`` (torch/nn/modules/batchnorm.py) fills the buffer with 0 only when the stored
+  version is None or < 2, so torchvision's strict load works for exactly that format.
+* DenseNet's file names dense-layer modules ``norm.1``/``conv.1``/``norm.2``/``conv.2``; torchvision's
+  ``densenet._load_state_dict`` renames them with the regex copied in ``DENSENET_LEGACY`` below.
+* ViT-B/16's file names the MLP ``linear_1``/``linear_2``; ``MLPBlock._load_from_state_dict``
+  (vision_transformer.py) renames them to ``0``/``3`` when the stored version is None or < 2.
+* GoogLeNet's and Inception-v3's files hold their aux classifiers; their builders load with
+  ``aux_logits=True`` and ``transform_input=True``, then drop the aux heads (googlenet.py, inception.py).
+* Everything else (mobilenet_v3_small, efficientnet_b0, convnext_tiny, swin_t, regnet_y_400mf) is a
+  modern ``state_dict()`` as saved, ``_metadata`` included.
+* A cached file is never re-hashed: ``torch.hub.load_state_dict_from_url`` only checks the hash of a
+  file it downloads, so torchvision's builders read our fake files as they would read the real ones.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from fakes import random_loader, tiny_trainer
+from published_weights import (
+    AUX_PREFIXES,
+    FORMATS,
+    Published,
+    cache_file,
+    from_published,
+    perturbed,
+    publish,
+    weights_enum,
+)
+from translearn.backbones import build_backbone
+from translearn.errors import UserError
+from translearn.module import TransferModule
+from translearn.strategies import Freeze
+
+HOT_SGD = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.01, "decay_norm_and_bias": True}
+# Heavy models (VGG's classifier alone is ~100M parameters): their checks take seconds.
+HEAVY = {"vgg11_bn", "vit_b_16", "swin_t", "convnext_tiny", "inception_v3"}
+FAMILIES = [pytest.param(a, marks=pytest.mark.slow) if a in HEAVY else a for a in FORMATS]
+# Trained for real: the two legacy-BN/legacy-name convnets, the legacy-name transformer, a depthwise one.
+TRAINED = ["resnet18", "densenet121", "mobilenet_v2", "vit_b_16"]
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], Published]]:
+    """Each family's file, written once per session into its own TORCH_HOME (deleted at the end: ~1 GB)."""
+    made: dict[str, Published] = {}
+
+    def get(arch: str) -> Published:
+        if arch not in made:
+            made[arch] = publish(FORMATS[arch], tmp_path_factory.mktemp(f"torch-{arch}"))
+        return made[arch]
+
+    yield get
+    for pub in made.values():
+        shutil.rmtree(pub.torch_home, ignore_errors=True)
+
+
+def file_tensors(pub: Published) -> dict[str, torch.Tensor]:
+    """The file's tensors under today's names, as torchvision renames them (aux heads dropped)."""
+    raw = torch.load(pub.file, map_location="cpu", weights_only=True, mmap=True)
+    # The fixture must reproduce the published format, or the tests below test nothing.
+    assert not any(k.endswith("num_batches_tracked") for k in raw) or not pub.fmt.legacy_bn
+    assert hasattr(raw, "_metadata") == (not pub.fmt.legacy_bn and pub.fmt.legacy_names is None)
+    return from_published(pub.fmt, raw)
+
+
+def non_head(state: dict[str, torch.Tensor], head: str) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if not k.startswith(head + ".")}
+
+
+def assert_holds_the_file(model: nn.Module, pub: Published) -> None:
+    """Every non-head tensor is the file's (renamed); the BN counters the file lacked are there, at 0."""
+    fmt = pub.fmt
+    expected = non_head(file_tensors(pub), fmt.head)
+    own = non_head(model.state_dict(), fmt.head)
+    absent = sorted(expected.keys() - own.keys())
+    assert not absent, f"{fmt.arch}: file tensors the model does not hold: {absent[:5]}"
+    extra = sorted(own.keys() - expected.keys())
+    assert all(k.endswith("num_batches_tracked") for k in extra), (
+        f"{fmt.arch}: not from the file: {extra[:5]}"
+    )
+    if fmt.legacy_bn:  # the fixture dropped them, so the loader had to add them
+        assert extra, f"{fmt.arch}: the model lost its num_batches_tracked buffers"
+    for key in extra:
+        assert own[key].item() == 0, f"{fmt.arch}: {key} = {own[key].item()}, not 0"
+    different = [k for k, v in expected.items() if not torch.equal(own[k], v)]
+    assert not different, f"{fmt.arch}: {len(different)} tensors differ from the file, e.g. {different[:5]}"
+
+
+def assert_torchvision_layout(model: nn.Module, arch: str) -> None:
+    """GoogLeNet/Inception with ImageNet weights: inputs re-normalised, no aux heads (as torchvision)."""
+    if arch not in ("googlenet", "inception_v3"):
+        return
+    assert model.transform_input is True, f"{arch}: ImageNet weights need transform_input=True"
+    for aux in ("aux1", "aux2", "AuxLogits"):
+        assert getattr(model, aux, None) is None, f"{arch}: aux head {aux} is still there"
+    assert not any(k.startswith(AUX_PREFIXES) for k in model.state_dict())
+
+
+# --- 1. every published format loads as torchvision loads it -----------------------------------------
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_published_file_loads_as_torchvision_loads_it(
+    arch: str, published: Callable[[str], Published], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cached file gives the file's tensors under today's names, and exactly torchvision's model."""
+    pub = published(arch)
+    monkeypatch.setenv("TORCH_HOME", str(pub.torch_home))
+    assert cache_file(arch, pub.fmt.enum) == pub.file
+    with torch.no_grad():
+        net = build_backbone(arch, num_classes=3, weights=pub.spec)
+        assert net.head_name == pub.fmt.head
+        assert net.head.out_features == 3
+        assert_holds_the_file(net.model, pub)
+        assert_torchvision_layout(net.model, arch)
+
+        reference = torchvision.models.get_model(arch, weights=weights_enum(arch, pub.fmt.enum))
+        if arch == "inception_v3":  # its builder refuses aux_logits=False with weights; this is its own
+            reference.aux_logits, reference.AuxLogits = False, None  # branch for original_aux_logits=False
+        theirs = non_head(reference.state_dict(), pub.fmt.head)
+        ours = non_head(net.model.state_dict(), pub.fmt.head)
+        only = sorted(ours.keys() ^ theirs.keys())
+        assert not only, f"{arch}: tensors in one model only (ours vs torchvision's): {only[:5]}"
+        different = [k for k in theirs if not torch.equal(ours[k], theirs[k])]
+        assert not different, f"{arch}: differs from torchvision's own load: {different[:5]}"
+        assert_torchvision_layout(reference, arch)  # the reference itself follows the rule we assert
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_published_file_loads_from_a_path(
+    arch: str, published: Callable[[str], Published], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same file downloaded by hand and passed as a path; the cache is empty so it cannot be used."""
+    pub = published(arch)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    elsewhere = tmp_path / "downloads" / pub.file.name
+    elsewhere.parent.mkdir()
+    try:
+        os.link(pub.file, elsewhere)  # a copy without copying VGG's 0.5 GB
+    except OSError:
+        shutil.copyfile(pub.file, elsewhere)
+    try:
+        with torch.no_grad():
+            net = build_backbone(arch, num_classes=3, weights=str(elsewhere))
+    finally:
+        elsewhere.unlink()  # pytest keeps tmp dirs of 3 runs: do not keep VGG's 0.5 GB with them
+    with torch.no_grad():
+        assert net.head_name == pub.fmt.head
+        assert net.head.out_features == 3
+        assert_holds_the_file(net.model, pub)
+        assert_torchvision_layout(net.model, arch)
+
+
+# --- 2. it trains, and frozen means the file's tensors bit for bit -----------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", TRAINED)
+def test_freeze_keeps_the_published_tensors_through_real_steps(
+    arch: str, published: Callable[[str], Published], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two hot SGD steps: the head moves, every other parameter and BN buffer stays the file's."""
+    pub = published(arch)
+    monkeypatch.setenv("TORCH_HOME", str(pub.torch_home))
+    torch.manual_seed(0)
+    module = TransferModule(
+        arch,
+        weights=pub.spec,
+        num_classes=3,
+        policy=Freeze(),
+        optimizer=HOT_SGD,
+        scheduler={"name": "none"},
+    )
+    head = {k: v.detach().clone() for k, v in module.net.head.state_dict().items()}
+    # ViT only takes 224 px: keep its batches tiny.
+    n, batch, side = (4, 2, 224) if arch == "vit_b_16" else (16, 8, 64)
+    trainer = tiny_trainer(epochs=1, batches=2)
+    trainer.fit(
+        module,
+        random_loader(n=n, batch=batch, side=side),
+        random_loader(n=n, batch=batch, side=side, seed=1),
+    )
+    assert trainer.global_step == 2
+    assert_holds_the_file(module.net.model, pub)
+    after = module.net.head.state_dict()
+    still = [k for k, v in head.items() if torch.equal(v, after[k])]
+    assert not still, f"{arch}: head tensors that did not train: {still}"
+
+
+# --- 3. an enum name picks that enum's file ---------------------------------------------------------
+
+
+def test_enum_name_picks_its_file_and_imagenet_picks_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resnet50's DEFAULT is V2: with only the V1 file cached, V1 loads and ``imagenet`` names V2's file."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    v1 = cache_file("resnet50", "IMAGENET1K_V1")
+    assert v1.name == "resnet50-0676ba61.pth"
+    assert cache_file("resnet50", "IMAGENET1K_V2").name == "resnet50-11ad3fa6.pth"
+    torch.manual_seed(0)
+    state = perturbed(torchvision.models.resnet50()).state_dict()
+    v1.parent.mkdir(parents=True)
+    torch.save(state, v1)
+    with torch.no_grad():
+        net = build_backbone("resnet50", num_classes=3, weights="IMAGENET1K_V1")
+    own = non_head(net.model.state_dict(), "fc")
+    assert sorted(own) == sorted(non_head(state, "fc"))
+    assert all(torch.equal(own[k], v) for k, v in non_head(state, "fc").items())
+    assert net.head.out_features == 3
+
+    with pytest.raises(UserError) as err:
+        build_backbone("resnet50", num_classes=3, weights="imagenet")
+    message = str(err.value)
+    assert "resnet50-11ad3fa6.pth" in message and "\n" not in message, message
+    assert not half_written(tmp_path)
+
+
+# --- 4. bad input: one-line UserErrors, nothing half-written ----------------------------------------
+
+
+def half_written(torch_home: Path) -> list[str]:
+    return [p.name for p in torch_home.rglob("*") if p.name.endswith(".partial") or ".tmp" in p.name]
+
+
+def test_unknown_enum_lists_the_valid_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(UserError) as err:
+        build_backbone("resnet18", num_classes=3, weights="IMAGENET1K_V9")
+    message = str(err.value)
+    assert "IMAGENET1K_V9" in message and "IMAGENET1K_V1" in message, message
+    assert "\n" not in message, message
+    assert not half_written(tmp_path)
+
+
+def _other_architecture(path: Path, real: Path) -> None:
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet34().state_dict(), path)
+
+
+def _truncated(path: Path, real: Path) -> None:
+    data = real.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _garbage(path: Path, real: Path) -> None:
+    path.write_bytes(b"<html><body>502 Bad Gateway</body></html>\n" * 100)
+
+
+@pytest.mark.parametrize("corrupt", [_other_architecture, _truncated, _garbage], ids=lambda f: f.__name__[1:])
+def test_bad_cached_file_names_the_file_and_how_to_fetch_it_again(
+    corrupt: Callable[[Path, Path], None],
+    published: Callable[[str], Published],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    cached = cache_file("resnet18", "IMAGENET1K_V1")
+    cached.parent.mkdir(parents=True)
+    corrupt(cached, published("resnet18").file)
+    with pytest.raises(UserError) as err:
+        build_backbone("resnet18", num_classes=3, weights="imagenet")
+    message = str(err.value)
+    assert cached.name in message and "python -m translearn.weights fetch" in message, message
+    assert "\n" not in message, message
+    assert not half_written(tmp_path)
