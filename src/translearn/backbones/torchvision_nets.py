@@ -73,7 +73,7 @@ def build(arch: str, num_classes: int, choice: WeightsChoice, in_chans: int = 3)
     elif choice.kind == "file" and choice.path is not None:
         model, keep_head = _from_file(arch, choice.path, num_classes, in_chans)
     elif choice.kind == "none":
-        model = torchvision.models.get_model(arch, **_plain_kwargs(arch, aux=False))
+        model = torchvision.models.get_model(arch, **_plain_kwargs(arch, aux=False, init=True))
     else:
         raise UserError(
             "model.weights=embedded is resolved by translearn.train (translearn.pretrain builds it); "
@@ -89,15 +89,12 @@ def build(arch: str, num_classes: int, choice: WeightsChoice, in_chans: int = 3)
     return TransferNet(model, arch, stages, head, in_chans=in_chans, library="torchvision")
 
 
-def _plain_kwargs(arch: str, aux: bool) -> dict[str, Any]:
-    """Builder arguments for a model whose weights come from a file rather than from torchvision."""
-    kwargs: dict[str, Any] = {}
-    if arch in AUX_MODULES:
-        kwargs["aux_logits"] = aux
-        kwargs["init_weights"] = (
-            arch != "googlenet" or not aux
-        )  # googlenet's scipy init is slow and overwritten
-    return kwargs
+def _plain_kwargs(arch: str, aux: bool, init: bool) -> dict[str, Any]:
+    """Builder arguments for GoogLeNet/Inception when torchvision's weights do not set them.
+
+    ``init=False`` when a file overwrites every weight anyway (their truncated-normal init is slow).
+    """
+    return {"aux_logits": aux, "init_weights": init} if arch in AUX_MODULES else {}
 
 
 def _published(arch: str, choice: WeightsChoice, path: Path | None = None) -> nn.Module:
@@ -158,7 +155,7 @@ def _shaped_like(arch: str, state: dict, enum: Any, in_chans: int) -> tuple[nn.M
     """An untrained ``arch`` built the way its builder would build it for this file: same head size, aux
     heads if the file has them, ``transform_input`` and input size if it is a published file."""
     aux = arch in AUX_MODULES and any(k.startswith(tuple(m + "." for m in AUX_MODULES[arch])) for k in state)
-    kwargs = _plain_kwargs(arch, aux)
+    kwargs = _plain_kwargs(arch, aux, init=False)
     if enum is not None:
         if arch in AUX_MODULES:
             kwargs["transform_input"] = True
