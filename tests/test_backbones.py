@@ -144,7 +144,7 @@ def test_lightning_checkpoint_works_as_a_weights_file(tmp_path: Path) -> None:
     [
         (lambda p: None, "does not exist"),
         (lambda p: p.write_text("not a checkpoint"), "cannot read weights file"),
-        (lambda p: torch.save(torchvision.models.resnet34().state_dict(), p), "do not fit resnet18"),
+        (lambda p: torch.save(torchvision.models.resnet34().state_dict(), p), "does not fit resnet18"),
         (lambda p: torch.save({"x": 1}, p), "does not hold a state_dict"),
     ],
     ids=["missing", "garbage", "other-architecture", "not-tensors"],
@@ -209,5 +209,16 @@ def test_timm_weights_file_loads_like_torchvision_ones(tmp_path: Path) -> None:
     assert torch.equal(
         other.model.stages[3].blocks[0].conv_dw.weight, source.model.stages[3].blocks[0].conv_dw.weight
     )
-    with pytest.raises(UserError, match="do not fit resnet18"):
+    with pytest.raises(UserError, match="does not fit resnet18"):
         build_backbone("resnet18", num_classes=3, weights=str(tmp_path / "w.pt"), library="timm")
+
+
+def test_a_wrong_shape_names_the_tensor_and_both_shapes(tmp_path: Path) -> None:
+    state = torchvision.models.resnet18(num_classes=10).state_dict()
+    state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 5, 5)
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.raises(UserError) as err:
+        build_backbone("resnet18", num_classes=3, weights=str(tmp_path / "w.pt"))
+    assert "layer1.0.conv1.weight has shape [64, 64, 5, 5] there but [64, 64, 3, 3] in the model" in str(
+        err.value
+    )

@@ -109,7 +109,7 @@ def test_cli_default_tiny_run_exits_zero_and_prints_metrics(tmp_path: Path) -> N
                 "python -m translearn.weights fetch resnet18:IMAGENET1K_V1",
             ),
         ),
-        (["model.weights=WRONG"], ("do not fit resnet18",)),
+        (["model.weights=WRONG"], ("does not fit resnet18",)),
     ],
     ids=["k-out-of-range", "imagenet-offline", "mismatched-weights"],
 )

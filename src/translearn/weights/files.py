@@ -127,28 +127,27 @@ def load_checked(
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # size mismatches are raised after every key was compared
-        sizes = re.findall(r"size mismatch for ([^:]+): copying a param with shape (.+?) from checkpoint, "
-                           r"the shape in current model is (.+?)\.", str(exc))  # fmt: skip
+        sizes = re.findall(
+            r"size mismatch for ([^:]+): copying a param with shape torch\.Size\((\[.*?\])\) from "
+            r"checkpoint, the shape in current model is torch\.Size\((\[.*?\])\)",
+            str(exc),
+        )
         if not sizes:
-            raise UserError(f"{source} do not fit {arch} ({first_line(exc)}); {fix}") from None
+            raise UserError(f"{source} does not fit {arch} ({first_line(exc)}); {fix}") from None
         key, theirs, ours = sizes[0]
         more = f" ({len(sizes) - 1} more)" if len(sizes) > 1 else ""
         raise UserError(
-            f"{source} do not fit {arch}: {key} has shape {_shape(theirs)} there but {_shape(ours)} in the "
-            f"model{more}; {fix}"
+            f"{source} does not fit {arch}: {key} has shape {theirs} there but {ours} in the model{more}; "
+            f"{fix}"
         ) from None
     missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked") and not ignore(k)]
     unexpected = list(result.unexpected_keys)
     if missing or unexpected:
         example = missing[0] if missing else unexpected[0]
         raise UserError(
-            f"{source} do not fit {arch}: {len(missing)} tensors missing and {len(unexpected)} unexpected "
+            f"{source} does not fit {arch}: {len(missing)} tensors missing and {len(unexpected)} unexpected "
             f"(e.g. {example}); {fix}"
         )
-
-
-def _shape(text: str) -> str:
-    return text.replace("torch.Size(", "").rstrip(")")
 
 
 __all__ = ["load_checked", "read_state_dict", "strip_prefix", "upgrade_torchvision", "without"]
