@@ -10,7 +10,7 @@ ARGS ?=
 WANDB_SYNC_TIMEOUT ?= 300
 
 .DEFAULT_GOAL := help
-.PHONY: help venv train test test-fast lint format wandb-sync clean
+.PHONY: help venv train test test-fast bench lint format wandb-sync clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ test: $(STAMP) ## run the whole test suite, slow end-to-end tests included
 
 test-fast: $(STAMP) ## the suite without the slow end-to-end tests
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+
+bench: $(STAMP) ## translearn vs a plain PyTorch loop, side by side; writes benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/bench.py $(ARGS)
 
 lint: $(STAMP) ## ruff check + ruff format --check
 	$(BIN)/ruff check .

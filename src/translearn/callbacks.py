@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import numpy as np
 import pytorch_lightning as pl
@@ -40,3 +41,64 @@ class WandbRunId(pl.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger) and logger.version:
                 checkpoint["wandb_run_id"] = logger.version
+
+
+class Throughput(pl.Callback):
+    """Seconds spent in training batches and in validation, and training images per second.
+
+    ``metrics.json`` reports ``train_img_per_s`` (training samples over all ranks ÷ seconds in training
+    epochs, validation excluded) and ``val_seconds``, so a user sees where the time goes. The sanity check
+    counts in neither.
+    """
+
+    def __init__(self) -> None:
+        self.train_seconds = 0.0
+        self.val_seconds = 0.0
+        self.train_samples = 0
+        self._since: float | None = None
+        self._val_since: float | None = None
+
+    @property
+    def train_img_per_s(self) -> float | None:
+        return self.train_samples / self.train_seconds if self.train_seconds > 0 else None
+
+    def _stop_train_clock(self) -> None:
+        if self._since is not None:
+            self.train_seconds += time.perf_counter() - self._since
+            self._since = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._since = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx
+    ) -> None:
+        target = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else batch
+        self.train_samples += len(target) * trainer.world_size
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        self._stop_train_clock()
+        self._val_since = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._val_since is not None:
+            self.val_seconds += time.perf_counter() - self._val_since
+            self._val_since = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop_train_clock()  # epochs without validation (check_val_every_n_epoch > 1)
+
+    # Kept in checkpoints, so a resumed run reports the whole run, not only the part after the resume.
+    def state_dict(self) -> dict[str, float]:
+        return {
+            "train_seconds": self.train_seconds,
+            "val_seconds": self.val_seconds,
+            "samples": self.train_samples,
+        }
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        self.val_seconds = float(state.get("val_seconds", 0.0))
+        self.train_samples = int(state.get("samples", 0))

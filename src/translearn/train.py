@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_info
 
 from translearn import sweep
+from translearn.callbacks import Throughput
 from translearn.config import one_line, register_resolvers, validate_command_line
 from translearn.errors import UserError, exit_with
 from translearn.pretrain import resolve_weights
@@ -60,6 +61,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 "training was interrupted; rerun with ckpt_path=last and the same hydra.run.dir to resume"
             )
         fitted = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        timing = _throughput(trainer)  # before test(ckpt_path="best") restores the clock of the best epoch
         epochs = trainer.current_epoch
         in_sync = _replicas_in_sync(trainer, model)
         tested: dict[str, float] = {}
@@ -82,7 +84,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "val_acc": fitted.get("val/acc"), "val_loss": fitted.get("val/loss"),
             "val_acc_top5": fitted.get("val/acc_top5"),
             "test_acc": tested.get("test/acc"), "test_acc_top5": tested.get("test/acc_top5"),
-            "train_seconds": round(train_seconds, 2), "trainable_params": trainable,
+            "train_seconds": round(train_seconds, 2), **timing, "trainable_params": trainable,
             "frozen_params": total - trainable, "total_params": total, "num_classes": datamodule.num_classes,
             "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
             "world_size": trainer.world_size, "replicas_in_sync": in_sync,
@@ -96,6 +98,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return metrics
     finally:
         _finish_wandb()
+
+
+def _throughput(trainer: pl.Trainer) -> dict[str, float | None]:
+    """Where the time went: training images per second (validation excluded) and validation seconds."""
+    clock = next((c for c in trainer.callbacks if isinstance(c, Throughput)), None)
+    if clock is None:
+        return {"train_img_per_s": None, "val_seconds": None, "train_samples": None}
+    rate = clock.train_img_per_s
+    return {
+        "train_img_per_s": round(rate, 2) if rate else None,
+        "val_seconds": round(clock.val_seconds, 2),
+        "train_samples": clock.train_samples,
+    }
 
 
 def _make_logger(logger_cfg: DictConfig, out: Path, ckpt_path: str | None) -> Any:

@@ -56,7 +56,9 @@ class ImageFileDataset(Dataset):
         if epoch is None:
             return self.transform(image), label
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + index)
+            # The CPU generator only: torch.manual_seed also queues lazy seeding of CUDA, XPU and MTIA,
+            # each recording a stack trace (~1 ms a sample, 9 % of a ResNet18 step at 64 px on a CPU).
+            torch.default_generator.manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + index)
             return self.transform(image), label
 
 

@@ -1,0 +1,126 @@
+"""``make bench``: translearn measured side by side with a plain PyTorch loop, as ratios, in one run.
+
+Absolute images per second mean little on a shared 2-core machine; a ratio of two runs made
+back to back, on the same folder, batch, precision and workers, does. Each pair is run ``--repeats``
+times alternately and the median ratio reported. Results go to ``benchmarks/RESULTS.md``.
+
+    python benchmarks/bench.py                 # the full benchmark (a few minutes on 2 CPU cores)
+    python benchmarks/bench.py --toy           # seconds: proves the code runs (make test does this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plain_loop import plain_loop
+
+
+def translearn_run(
+    root: Path, out: Path, image_size: int, epochs: int, batch: int, strategy: str, limit: int | None
+):
+    """One translearn run on the shapes base task; returns its metrics.json."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from translearn.config import compose_config
+    from translearn.train import run
+
+    overrides = [
+        "trainer=cpu",
+        f"trainer.max_epochs={epochs}",
+        "trainer.enable_progress_bar=false",
+        "logger=none",
+        f"dataset.root={root}",
+        "dataset.task=base",
+        f"dataset.image_size={image_size}",
+        f"dataset.batch_size={batch}",
+        "dataset.num_workers=0",
+        "model.weights=none",
+        f"strategy={strategy}",
+        f"hydra.run.dir={out}",
+        f"paths.output_dir={out}",
+    ]
+    if limit is not None:
+        overrides += [f"+trainer.limit_train_batches={limit}", f"+trainer.limit_val_batches={limit}"]
+    cfg = compose_config(overrides)
+    GlobalHydra.instance().clear()
+    return run(cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--toy", action="store_true", help="tiny sizes: checks that the benchmark runs")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "RESULTS.md"))
+    args = parser.parse_args(argv)
+    limit = 2 if args.toy else None
+    epochs, repeats = (1, 1) if args.toy else (args.epochs, args.repeats)
+    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 2 if args.toy else os.cpu_count() or 1)))
+
+    from translearn.data.shapes import generate
+
+    work = Path(tempfile.mkdtemp(prefix="translearn-bench-"))
+    data = generate(
+        Path(os.environ.get("TRANSLEARN_DATA", Path.home() / ".cache/translearn/data")) / "shapes"
+    )
+    train_dir, val_dir = str(data / "base" / "train"), str(data / "base" / "val")
+    rows = []
+    for strategy in ("finetune", "freeze"):
+        ratios, ours, theirs = [], [], []
+        for r in range(repeats):
+            plain = plain_loop(
+                train_dir,
+                val_dir,
+                args.image_size,
+                epochs,
+                args.batch_size,
+                strategy == "freeze",
+                limit_batches=limit,
+            )
+            metrics = translearn_run(
+                data, work / f"{strategy}-{r}", args.image_size, epochs, args.batch_size, strategy, limit
+            )
+            ours.append(metrics["train_img_per_s"])
+            theirs.append(plain["train_img_per_s"])
+            ratios.append(metrics["train_img_per_s"] / plain["train_img_per_s"])
+            print(
+                f"bench: {strategy} repeat {r}: translearn {ours[-1]:.1f} img/s, "
+                f"plain loop {theirs[-1]:.1f} img/s, ratio {ratios[-1]:.3f}",
+                flush=True,
+            )
+        rows.append((strategy, statistics.median(ours), statistics.median(theirs), statistics.median(ratios)))
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPU cores (`{' '.join(sys.argv)}`): "
+        f"ResNet18 from scratch, shapes base task ({args.image_size} px, batch {args.batch_size}, "
+        f"{epochs} epochs, `num_workers=0`, fp32), training images per second with validation excluded, "
+        f"median of {repeats} alternating runs.",
+        "",
+        "| run | translearn img/s | plain loop img/s | translearn ÷ plain |",
+        "|---|--:|--:|--:|",
+        *[f"| {s} | {a:.1f} | {b:.1f} | {r:.3f}× |" for s, a, b, r in rows],
+        "",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if not args.toy:
+        Path(args.out).write_text(table)
+        print(f"bench: wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

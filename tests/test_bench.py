@@ -1,0 +1,20 @@
+"""The benchmark code runs (at toy size): benchmarks are not tests, but they must not rot."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+@pytest.mark.slow
+def test_bench_runs_at_toy_size(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import bench
+
+    assert bench.main(["--toy", "--out", str(tmp_path / "RESULTS.md")]) == 0
+    out = capsys.readouterr().out
+    assert "| finetune |" in out and "| freeze |" in out and "translearn ÷ plain" in out
+    assert not (tmp_path / "RESULTS.md").exists()  # toy figures are never written as results
