@@ -25,9 +25,17 @@ from plain_loop import plain_loop
 
 
 def translearn_run(
-    root: Path, out: Path, image_size: int, epochs: int, batch: int, strategy: str, limit: int | None
-):
-    """One translearn run on the shapes base task; returns its metrics.json."""
+    root: Path,
+    out: Path,
+    image_size: int,
+    epochs: int,
+    batch: int,
+    strategy: str,
+    limit: int | None,
+    extra: tuple[str, ...] = ("strategy.cache_features=false",),
+    task: str = "base",
+) -> dict:
+    """One translearn run on the shapes data; returns its metrics.json."""
     from hydra.core.global_hydra import GlobalHydra
 
     from translearn.config import compose_config
@@ -39,7 +47,7 @@ def translearn_run(
         "trainer.enable_progress_bar=false",
         "logger=none",
         f"dataset.root={root}",
-        "dataset.task=base",
+        f"dataset.task={task}",
         f"dataset.image_size={image_size}",
         f"dataset.batch_size={batch}",
         "dataset.num_workers=0",
@@ -47,6 +55,8 @@ def translearn_run(
         f"strategy={strategy}",
         f"hydra.run.dir={out}",
         f"paths.output_dir={out}",
+        f"paths.cache_dir={out}/cache",  # a fresh feature cache per run: its build time is counted
+        *extra,
     ]
     if limit is not None:
         overrides += [f"+trainer.limit_train_batches={limit}", f"+trainer.limit_val_batches={limit}"]
@@ -62,10 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--cache-epochs", type=int, default=10)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "RESULTS.md"))
     args = parser.parse_args(argv)
     limit = 2 if args.toy else None
     epochs, repeats = (1, 1) if args.toy else (args.epochs, args.repeats)
+    cache_epochs = 1 if args.toy else args.cache_epochs
     torch.set_num_threads(max(1, min(os.cpu_count() or 1, 2 if args.toy else os.cpu_count() or 1)))
 
     from translearn.data.shapes import generate
@@ -101,6 +113,27 @@ def main(argv: list[str] | None = None) -> int:
             )
         rows.append((strategy, statistics.median(ours), statistics.median(theirs), statistics.median(ratios)))
 
+    cache_rows = []
+    for size, task in ((args.image_size, "base"), (224, "target")):
+        size = 32 if args.toy else size
+        runs = {}
+        for mode in ("false", "true"):
+            m = translearn_run(
+                data, work / f"cache-{mode}-{size}", size, cache_epochs, args.batch_size, "freeze", limit,
+                (f"strategy.cache_features={mode}",), task,
+            )  # fmt: skip
+            runs[mode] = (m["cache_seconds"] + m["train_seconds"] + m["test_seconds"], m["best_val_acc"])
+            seconds, acc = runs[mode]
+            print(
+                f"bench: freeze {size} px cache={mode}: {seconds:.1f} s, best val acc {acc:.3f}", flush=True
+            )
+        (slow, slow_acc), (fast, fast_acc) = runs["false"], runs["true"]
+        # The most a cache can give: backbone passes uncached (train + val every epoch, test once) ÷ cached.
+        sizes = m["split_sizes"]
+        train, val, test = sizes.get("train", 0), sizes.get("val", 0), sizes.get("test", 0)
+        limit_ratio = (cache_epochs * (train + val) + test) / (train + val + test)
+        cache_rows.append((size, task, slow, fast, slow / fast, limit_ratio, slow_acc, fast_acc))
+
     lines = [
         "# Benchmarks",
         "",
@@ -112,6 +145,17 @@ def main(argv: list[str] | None = None) -> int:
         "| run | translearn img/s | plain loop img/s | translearn ÷ plain |",
         "|---|--:|--:|--:|",
         *[f"| {s} | {a:.1f} | {b:.1f} | {r:.3f}× |" for s, a, b, r in rows],
+        "",
+        f"Frozen-feature cache: `strategy=freeze` ({cache_epochs} epochs, bn=frozen, fresh cache), wall "
+        "seconds of cache build + fit + test, uncached ÷ cached, `cache_views=1`. The limit is backbone "
+        "passes uncached (train and val each epoch, test once) ÷ cached (each image once).",
+        "",
+        "| crop | data | uncached s | cached s | speed-up | limit | best val acc uncached | cached |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|",
+        *[
+            f"| {size} px | shapes {task} | {a:.1f} | {b:.1f} | {r:.1f}× | {lim:.1f}× | {x:.3f} | {y:.3f} |"
+            for size, task, a, b, r, lim, x, y in cache_rows
+        ],
         "",
     ]
     table = "\n".join(lines)

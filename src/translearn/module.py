@@ -101,7 +101,17 @@ class TransferModule(pl.LightningModule):
 
     # --- steps ------------------------------------------------------------------------------------
 
+    def use_cached_features(self, k: int) -> None:
+        """Batches hold the first k stages' stored output (translearn.features): run only the rest."""
+        from translearn.features import SkipFrozen
+
+        self._cached_stages = k
+        if 0 < k < self.net.num_stages:
+            SkipFrozen(self.net, k).apply()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if getattr(self, "_cached_stages", 0) == self.net.num_stages:
+            return self.net.head(x)
         return self.net(x)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

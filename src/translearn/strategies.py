@@ -31,13 +31,24 @@ class FreezePolicy:
 
     name: ClassVar[str] = "finetune"
 
-    def __init__(self, bn: str = "frozen", lr_decay: float = 1.0):
+    def __init__(
+        self,
+        bn: str = "frozen",
+        lr_decay: float = 1.0,
+        cache_features: str | bool = "auto",
+        cache_views: int = 1,
+        cache_dtype: str = "float32",
+    ):
         if bn not in BN_MODES:
             raise UserError(f"strategy.bn must be one of {', '.join(BN_MODES)}, got '{bn}'")
         if not 0 < lr_decay <= 1:
             raise UserError(f"strategy.lr_decay must be in (0, 1], got {lr_decay}")
         self.bn = bn
         self.lr_decay = float(lr_decay)
+        # How the run executes, not what trains: see translearn.features (the frozen-feature cache).
+        self.cache_features = str(cache_features).lower()
+        self.cache_views = int(cache_views)
+        self.cache_dtype = str(cache_dtype)
 
     def unfreeze_epochs(self, net: TransferNet) -> list[float]:
         """For each stage, the first epoch in which it trains (``NEVER`` = frozen throughout)."""
@@ -72,8 +83,8 @@ class FirstK(FreezePolicy):
 
     name = "first_k"
 
-    def __init__(self, k: int = 1, bn: str = "frozen", lr_decay: float = 1.0):
-        super().__init__(bn=bn, lr_decay=lr_decay)
+    def __init__(self, k: int = 1, bn: str = "frozen", lr_decay: float = 1.0, **cache: Any):
+        super().__init__(bn=bn, lr_decay=lr_decay, **cache)
         if not isinstance(k, int) or isinstance(k, bool) or k < 0:
             raise UserError(f"strategy.k must be an integer >= 0, got {k!r}")
         self.k = k
@@ -109,8 +120,9 @@ class Gradual(FreezePolicy):
         epochs: list[int] | None = None,
         bn: str = "frozen",
         lr_decay: float = 1.0,
+        **cache: Any,
     ):
-        super().__init__(bn=bn, lr_decay=lr_decay)
+        super().__init__(bn=bn, lr_decay=lr_decay, **cache)
         if start < 0 or every < 1:
             raise UserError(f"strategy.start must be >= 0 and strategy.every >= 1, got {start} and {every}")
         if max_stages is not None and max_stages < 0:

@@ -25,7 +25,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_info
 
-from translearn import sweep
+from translearn import features, sweep
 from translearn.callbacks import Throughput
 from translearn.config import one_line, register_resolvers, validate_command_line
 from translearn.errors import UserError, exit_with
@@ -50,11 +50,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [_make_logger(c, out, cfg.get("ckpt_path")) for c in (cfg.get("logger") or {}).values() if c]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    cache_start = time.perf_counter()
+    data, cache_line = features.maybe_cache(
+        policy.cache_features, model, datamodule, cfg.paths.cache_dir, policy.cache_views, policy.cache_dtype,
+        str(trainer.strategy.root_device),
+    )  # fmt: skip
+    cache_seconds = time.perf_counter() - cache_start
+    rank_zero_info(f"translearn: {cache_line}")
     try:
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         start = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
         train_seconds = time.perf_counter() - start
         if trainer.interrupted:
             raise UserError(
@@ -65,9 +72,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         epochs = trainer.current_epoch
         in_sync = _replicas_in_sync(trainer, model)
         tested: dict[str, float] = {}
+        test_start = time.perf_counter()
         if datamodule.has_split("test"):
             best = "best" if getattr(trainer.checkpoint_callback, "best_model_path", "") else None
-            tested = trainer.test(model, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+            tested = trainer.test(model, datamodule=data, ckpt_path=best, verbose=False)[0]
+        timing["test_seconds"] = round(time.perf_counter() - test_start, 2)
 
         checkpoint = trainer.checkpoint_callback
         best_score = getattr(checkpoint, "best_model_score", None)
@@ -78,6 +87,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "strategy": policy.name, "bn": policy.bn, "k": getattr(policy, "k", None),
             "backbone": cfg.model.backbone, "library": model.net.library, "weights": str(cfg.model.weights),
             "weights_used": choice.label, "preprocessing": datamodule.preprocessing.as_dict(),
+            "feature_cache": isinstance(data, features.CachedFeatures),
+            "cache_seconds": round(cache_seconds, 2),
             "seed": cfg.seed,
             "image_size": datamodule.image_size, "epochs": epochs, "max_epochs": trainer.max_epochs,
             "best_val_acc": float(best_score) if best_score is not None else fitted.get("val/acc_best"),
@@ -86,6 +97,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "test_acc": tested.get("test/acc"), "test_acc_top5": tested.get("test/acc_top5"),
             "train_seconds": round(train_seconds, 2), **timing, "trainable_params": trainable,
             "frozen_params": total - trainable, "total_params": total, "num_classes": datamodule.num_classes,
+            "split_sizes": {split: datamodule.index.count(split) for split in ("train", "val", "test")},
             "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
             "world_size": trainer.world_size, "replicas_in_sync": in_sync,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),

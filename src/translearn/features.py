@@ -1,0 +1,404 @@
+"""The frozen-feature cache (``strategy.cache_features``): a frozen backbone runs once per image.
+
+In 2017 ``freeze`` took exactly as long as ``finetune``: every epoch re-ran the frozen backbone to train
+one linear layer. When everything below the head is frozen and deterministic, its output for an image
+never changes, so translearn computes it once, stores it, and trains the head on the stored tensors.
+
+When it is exact, and what ``auto`` does:
+
+* Only the head trains (``freeze``, or ``first_k`` with k = all stages) with ``bn=frozen``: BatchNorm in
+  eval mode, so the frozen part is a fixed function. ``bn=train`` adapts running statistics batch by
+  batch, and ``finetune`` changes the backbone, so neither can be cached (``true`` there is an error).
+* Nothing random runs below the head during training: no dropout or drop-path with p > 0 outside the
+  frozen stages (which run in eval mode).
+* The model's output is its head applied to the cached input (SqueezeNet pools after its head: not cached).
+  This is checked on a real batch before the cache is trusted.
+* ``auto`` turns the cache on exactly where these hold, and says so at startup; ``first_k`` with frozen
+  trainable stages above the cut and ``gradual`` run uncached for now.
+
+Augmentation: a random crop changes the features, so a cache cannot serve fresh random crops. With
+``strategy.cache_views=1`` (default) training images are seen through the *eval* transform (resize +
+centre crop), which trades augmentation for a run that costs one backbone pass; with ``cache_views=V`` each
+training image is stored in V augmented views, drawn with the same (seed, epoch, index) seeding as the
+uncached path, and epoch e trains on view e mod V: with V >= epochs the cached run sees exactly the crops the
+uncached run would. Validation and test use the eval transform, so they are cached exactly.
+
+The cache key covers everything that changes the features: backbone and library, the frozen tensors
+themselves (a hash), the transforms, colour mode, the image files (path, size, mtime), the split and the
+views. Anything else gets its own folder under ``${paths.cache_dir}/features``; a folder without its
+``meta.json`` (written last) or with unreadable arrays is rebuilt with a warning. Files are
+memory-mapped ``.npy`` (``strategy.cache_dtype=float16`` halves them), shared by the cells of a sweep,
+and built once under a file lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from filelock import FileLock
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from translearn.data.base import SPLITS, EpochShuffle, ImageDataModule, ImageFileDataset
+from translearn.errors import UserError
+
+VERSION = 1
+MODES = ("auto", "true", "false")
+
+
+def parse_mode(value: Any) -> str:
+    mode = str(value).lower()
+    if mode not in MODES:
+        raise UserError(f"strategy.cache_features must be auto, true or false, got '{value}'")
+    return mode
+
+
+def frozen_prefix(module: Any) -> tuple[int, str | None]:
+    """(k, None) when the first k stages are a fixed function worth caching; (0, reason) otherwise."""
+    plan, net = module.plan, module.net
+    k = 0
+    while k < net.num_stages and plan.unfreeze[k] == float("inf"):
+        k += 1
+    if k == 0:
+        return 0, f"strategy={plan.policy.name} trains the stem, so no frozen part comes first"
+    if plan.policy.bn != "frozen":
+        return (
+            0,
+            "strategy.bn=train adapts BatchNorm statistics on every batch, so the frozen part is not fixed",
+        )
+    if k == net.num_stages:  # head-only: nothing random may run between the frozen stages and the head
+        head = net.head
+        for name, sub in net.model.named_modules():
+            p = getattr(sub, "p", getattr(sub, "drop_prob", 0.0))
+            random_layer = isinstance(sub, nn.modules.dropout._DropoutNd) or type(sub).__name__ == "DropPath"
+            if random_layer and p and not _in_frozen_stage(net, name) and sub is not head:
+                return (
+                    0,
+                    f"{name} ({type(sub).__name__}, p={p}) is random in training, outside the frozen stages",
+                )
+    return k, None
+
+
+def _in_frozen_stage(net: Any, name: str) -> bool:
+    return any(name == m or name.startswith(m + ".") for stage in net.stages for m in stage.modules)
+
+
+class _Recorder:
+    """Records the cached tensor during a forward pass: the head's input, or the k-th stage's output."""
+
+    def __init__(self, net: Any, k: int):
+        self.value: torch.Tensor | None = None
+        if k == net.num_stages:
+            self.handle = net.head.register_forward_pre_hook(self._input)
+        else:
+            last = net.model.get_submodule(net.stages[k - 1].modules[-1])
+            self.handle = last.register_forward_hook(self._output)
+
+    def _input(self, _module: nn.Module, args: tuple) -> None:
+        self.value = args[0]
+
+    def _output(self, _module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
+        self.value = output
+
+    def close(self) -> None:
+        self.handle.remove()
+
+
+class SkipFrozen:
+    """Makes the first k stages pass their input through, so the net runs from stored stage-k features.
+
+    The modules keep their parameters (checkpoints hold the whole net); only their ``forward`` is replaced
+    on the instance, and :meth:`restore` puts it back.
+    """
+
+    def __init__(self, net: Any, k: int):
+        self.modules = [net.model.get_submodule(m) for i in range(k) for m in net.stages[i].modules]
+
+    def apply(self) -> None:
+        for module in self.modules:
+            module.forward = _passthrough
+
+    def restore(self) -> None:
+        for module in self.modules:
+            module.__dict__.pop("forward", None)
+
+
+def _passthrough(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return x
+
+
+@torch.no_grad()
+def _frozen_outputs(
+    net: Any, k: int, loader: DataLoader, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(cached tensor, model output) per batch, with the whole net in eval mode."""
+    recorder = _Recorder(net, k)
+    try:
+        for x, _ in loader:
+            logits = net(x.to(device, non_blocking=True))
+            yield recorder.value, logits
+    finally:
+        recorder.close()
+
+
+def _fingerprint(net: Any, k: int, datamodule: ImageDataModule, views: int, dtype: str) -> str:
+    """A hash of everything that changes the stored features (see the module docstring)."""
+    digest = hashlib.sha256()
+    frozen = {m for i in range(k) for m in net.stages[i].modules}
+    frozen_params = {p for i in range(k) for p in net.stages[i].params}
+    for key, tensor in net.model.state_dict().items():  # the frozen stages' tensors, buffers included
+        if key in frozen_params or any(key.startswith(m + ".") for m in frozen):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    index = datamodule.index
+    files = []
+    for split in SPLITS:
+        for path, label in index.samples.get(split, []):
+            stat = os.stat(path)
+            files.append((split, path, label, stat.st_size, stat.st_mtime_ns))
+    recipe = {
+        "version": VERSION,
+        "library": net.library,
+        "arch": net.arch,
+        "head": net.head_name,
+        "frozen_stages": [net.stages[i].name for i in range(k)],
+        "in_chans": net.in_chans,
+        "preprocessing": datamodule.preprocessing.as_dict(),
+        "color": datamodule.color,
+        "gray_mode": datamodule.gray_mode,
+        "crop_scale": list(datamodule.crop_scale),
+        "seed": datamodule.seed,
+        "views": views,
+        "dtype": dtype,
+        "files": files,
+    }
+    digest.update(json.dumps(recipe, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:20]
+
+
+class _Views(Dataset):
+    """Training images in view ``v``: the eval transform for a single view, else seeded augmentation."""
+
+    def __init__(self, dataset: ImageFileDataset, eval_transform: Any, view: int, views: int):
+        self.dataset, self.view, self.views = dataset, view, views
+        self.eval_dataset = ImageFileDataset(dataset.samples, eval_transform, seed=dataset.seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self.views == 1:
+            return self.eval_dataset[index]
+        return self.dataset[(index, self.view)]  # the crop the uncached path draws in epoch `view`
+
+
+def build_cache(
+    net: Any, k: int, datamodule: ImageDataModule, folder: Path, views: int, dtype: str, device: torch.device
+) -> Path:
+    """Compute and store the first k stages' output for every split under ``folder/<key>``."""
+    key = _fingerprint(net, k, datamodule, views, dtype)
+    target = folder / key
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / f".{key}.lock")):
+        if _readable(target):
+            return target
+        if target.exists():
+            warnings.warn(
+                f"translearn: feature cache {target} is incomplete or corrupt; rebuilding it", stacklevel=2
+            )
+            shutil.rmtree(target)
+        partial = folder / f".{key}.{os.getpid()}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        was_training = net.training
+        net.eval().to(device)
+        try:
+            meta: dict[str, Any] = {"key": key, "views": views, "dtype": dtype, "splits": {}}
+            for split, dataset in datamodule.datasets.items():
+                sources = (
+                    [_Views(dataset, datamodule.transform(train=False), v, views) for v in range(views)]
+                    if split == "train"
+                    else [dataset]
+                )
+                arrays = []
+                for v, source in enumerate(sources):
+                    loader = DataLoader(
+                        source, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers
+                    )
+                    array = None
+                    row = 0
+                    for feats, logits in _frozen_outputs(net, k, loader, device):
+                        if row == 0 and v == 0:
+                            _check_replay(net, k, feats, logits)
+                        if array is None:
+                            shape = (len(source), *feats.shape[1:])
+                            array = np.lib.format.open_memmap(
+                                partial / f"{split}-{v}.npy", mode="w+", dtype=dtype, shape=shape
+                            )
+                        array[row : row + len(feats)] = feats.float().cpu().numpy().astype(dtype)
+                        row += len(feats)
+                    array.flush()
+                    arrays.append(list(array.shape))
+                labels = np.array([label for _, label in dataset.samples], dtype=np.int64)
+                np.save(partial / f"{split}-labels.npy", labels)
+                meta["splits"][split] = {"shape": arrays[0], "views": len(arrays)}
+            (partial / "meta.json").write_text(json.dumps(meta, indent=1))  # last: marks the cache complete
+            os.replace(partial, target)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+        finally:
+            net.to("cpu").train(was_training)
+    return target
+
+
+def _check_replay(net: Any, k: int, feats: torch.Tensor, logits: torch.Tensor) -> None:
+    """The rest of the net run on the stored tensor must give the model's own output, or nothing is cached."""
+    with torch.no_grad():
+        if k == net.num_stages:
+            again = net.head(feats)
+            where = f"its head ({net.head_name}) is not its last operation"
+        else:
+            skip = SkipFrozen(net, k)
+            skip.apply()
+            try:
+                again = net(feats)
+            except Exception:  # a forward that is not a chain through its stages
+                again = None
+            finally:
+                skip.restore()
+            where = (
+                f"its forward is not a chain through its stages (stage {k} cannot start from stored input)"
+            )
+    if (
+        again is None
+        or again.shape != logits.shape
+        or not torch.allclose(again, logits, atol=1e-4, rtol=1e-4)
+    ):
+        raise _NotCacheable(f"{net.arch} cannot be cached after stage {k}: {where}")
+
+
+class _NotCacheable(Exception):
+    """The cache would not be exact for this network."""
+
+
+def _readable(target: Path) -> bool:
+    meta_file = target / "meta.json"
+    if not meta_file.is_file():
+        return False
+    try:
+        meta = json.loads(meta_file.read_text())
+        for split, info in meta["splits"].items():
+            for v in range(info["views"]):
+                array = np.load(target / f"{split}-{v}.npy", mmap_mode="r")
+                if list(array.shape) != info["shape"]:
+                    return False
+            if len(np.load(target / f"{split}-labels.npy")) != info["shape"][0]:
+                return False
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return False
+    return True
+
+
+class FeatureDataset(Dataset):
+    """Stored features of one split; training keys are ``(index, epoch)`` and read view ``epoch % V``."""
+
+    def __init__(self, folder: Path, split: str, views: int):
+        self.arrays = [np.load(folder / f"{split}-{v}.npy", mmap_mode="r") for v in range(views)]
+        self.labels = np.load(folder / f"{split}-labels.npy")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        array = self.arrays[epoch % len(self.arrays)]
+        return torch.from_numpy(np.asarray(array[index], dtype=np.float32)), int(self.labels[index])
+
+
+class CachedFeatures(pl.LightningDataModule):
+    """The image data module's splits, served as stored features (same order, same batch, same sampler)."""
+
+    def __init__(self, images: ImageDataModule, folder: Path, views: int):
+        super().__init__()
+        self.images, self.folder, self.views = images, folder, views
+        self.datasets = {
+            split: FeatureDataset(folder, split, views if split == "train" else 1)
+            for split in images.datasets
+        }
+
+    def __getattr__(self, name: str) -> Any:  # num_classes, class_names, preprocessing, has_split, ...
+        if name in ("images", "folder", "views", "datasets") or name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.images, name)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.images.trainer = self.trainer
+        sampler = (
+            EpochShuffle(len(self.datasets[split]), self.images.seed, self.images._current_epoch)
+            if shuffle
+            else None
+        )
+        # Features are small and already decoded: the main process keeps up without workers.
+        return DataLoader(self.datasets[split], batch_size=self.images._per_rank_batch(), sampler=sampler)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+def maybe_cache(
+    mode: str,
+    module: Any,
+    datamodule: ImageDataModule,
+    cache_dir: str | Path,
+    views: int,
+    dtype: str,
+    device: str,
+) -> tuple[pl.LightningDataModule, str]:
+    """The data module to train on (cached or not) and the line that says which, and why."""
+    mode = parse_mode(mode)
+    if mode == "false":
+        return datamodule, "feature cache off (strategy.cache_features=false)"
+    k, reason = frozen_prefix(module)
+    if reason is not None:
+        if mode == "true":
+            raise UserError(
+                f"strategy.cache_features=true but caching would not be exact: {reason}; use auto or false"
+            )
+        return datamodule, f"feature cache off: {reason}"
+    if views < 1:
+        raise UserError(f"strategy.cache_views must be >= 1, got {views}")
+    if dtype not in ("float32", "float16"):
+        raise UserError(f"strategy.cache_dtype must be float32 or float16, got '{dtype}'")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    try:
+        folder = Path(cache_dir).expanduser() / "features"
+        folder = build_cache(module.net, k, datamodule, folder, views, dtype, torch.device(device))
+    except _NotCacheable as exc:
+        if mode == "true":
+            raise UserError(f"strategy.cache_features=true but caching would not be exact: {exc}") from None
+        return datamodule, f"feature cache off: {exc}"
+    module.use_cached_features(k)
+    what = "the eval transform" if views == 1 else f"{views} augmented views"
+    cut = (
+        "the head's input" if k == module.net.num_stages else f"the output of {module.net.stages[k - 1].name}"
+    )
+    line = f"feature cache on: {cut} stored once, training images seen through {what}, {folder}"
+    return CachedFeatures(datamodule, folder, views), line

@@ -1,0 +1,163 @@
+"""The frozen-feature cache: exact where it claims to be, keyed on what changes features, never stale."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from translearn.errors import UserError
+from translearn.train import run
+
+
+def head_of(run_dir: Path) -> dict[str, torch.Tensor]:
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)[
+        "state_dict"
+    ]
+    return {k: v for k, v in state.items() if k.startswith("net.model.fc.")}
+
+
+def cache_folders(cache_dir: Path) -> list[Path]:
+    folder = cache_dir / "features"
+    return (
+        sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if folder.exists()
+        else []
+    )
+
+
+@pytest.mark.slow
+def test_cached_views_give_the_uncached_run_exactly(compose_cfg, tmp_path: Path) -> None:
+    """With one stored view per epoch the cached run sees the uncached run's crops, batches and order."""
+    common = [
+        "strategy=freeze",
+        "trainer.max_epochs=2",
+        "strategy.cache_views=2",
+        f"paths.cache_dir={tmp_path / 'c'}",
+    ]
+    plain = run(compose_cfg(*common, "strategy.cache_features=false", run_dir=tmp_path / "plain"))
+    cached = run(compose_cfg(*common, "strategy.cache_features=true", run_dir=tmp_path / "cached"))
+    assert cached["feature_cache"] is True and plain["feature_cache"] is False
+    a, b = head_of(tmp_path / "plain"), head_of(tmp_path / "cached")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
+    assert cached["val_acc"] == pytest.approx(plain["val_acc"]) and cached["test_acc"] == pytest.approx(
+        plain["test_acc"]
+    )
+    assert len(cache_folders(tmp_path / "c")) == 1
+
+
+@pytest.mark.slow
+def test_auto_caches_exactly_where_it_is_exact_and_says_so(compose_cfg, tmp_path: Path, caplog) -> None:
+    cache = f"paths.cache_dir={tmp_path / 'c'}"
+    assert run(compose_cfg("strategy=freeze", cache, run_dir=tmp_path / "a"))["feature_cache"] is True
+    assert (
+        "translearn: feature cache on: the head's input stored once, training images seen through the eval"
+        in caplog.text
+    )
+    for overrides in (
+        ["strategy=finetune"],
+        ["strategy=freeze", "strategy.bn=train"],
+        ["strategy=gradual"],
+    ):
+        caplog.clear()
+        metrics = run(
+            compose_cfg(*overrides, cache, run_dir=tmp_path / "_".join(overrides).replace("=", "-"))
+        )
+        assert metrics["feature_cache"] is False, overrides
+        assert "translearn: feature cache off:" in caplog.text
+
+
+@pytest.mark.slow
+def test_first_k_caches_its_frozen_prefix_exactly(compose_cfg, tmp_path: Path, caplog) -> None:
+    """k=2: the stem and layer1 run once per image; layer2..head train on their stored output as uncached."""
+    common = [
+        "strategy=first_k", "strategy.k=2", "trainer.max_epochs=2", "strategy.cache_views=2",
+        f"paths.cache_dir={tmp_path / 'c'}", "model.optimizer.lr=0.01",
+    ]  # fmt: skip
+    plain = run(compose_cfg(*common, "strategy.cache_features=false", run_dir=tmp_path / "plain"))
+    cached = run(compose_cfg(*common, run_dir=tmp_path / "cached"))
+    assert cached["feature_cache"] is True and plain["feature_cache"] is False
+    assert "feature cache on: the output of layer1 stored once" in caplog.text
+    a, b = (
+        torch.load(d / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+        for d in (tmp_path / "plain", tmp_path / "cached")
+    )
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=2e-4), key
+    (folder,) = cache_folders(tmp_path / "c")
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["splits"]["train"]["shape"] == [150, 64, 8, 8]  # layer1's output at 32 px, stored per image
+
+
+def test_a_net_whose_forward_is_not_a_chain_of_stages_is_not_cached(
+    compose_cfg, tmp_path: Path, caplog
+) -> None:
+    """timm's ViT adds its class token and position embedding in forward: its stem cannot be skipped."""
+    cfg = compose_cfg(
+        "model.library=timm", "model.backbone=vit_tiny_patch16_224", "strategy=first_k", "strategy.k=2",
+        "dataset.image_size=224", f"paths.cache_dir={tmp_path / 'c'}",
+    )  # fmt: skip
+    metrics = run(cfg)
+    assert metrics["feature_cache"] is False
+    assert "feature cache off: vit_tiny_patch16_224 cannot be cached after stage 2" in caplog.text
+    assert cache_folders(tmp_path / "c") == []  # nothing half-built left behind
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        (["strategy=finetune"], "trains the stem"),
+        (["strategy=freeze", "strategy.bn=train"], "adapts BatchNorm statistics"),
+        (
+            ["strategy=freeze", "model.backbone=squeezenet1_0"],
+            "its head (classifier.1) is not its last operation",
+        ),
+    ],
+)
+def test_cache_true_where_it_is_not_exact_is_a_one_line_error(
+    compose_cfg, tmp_path: Path, overrides: list[str], why: str
+) -> None:
+    cfg = compose_cfg(*overrides, "strategy.cache_features=true", f"paths.cache_dir={tmp_path / 'c'}")
+    with pytest.raises(UserError) as err:
+        run(cfg)
+    assert why in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_the_key_covers_the_transform_and_a_corrupt_cache_is_rebuilt(compose_cfg, tmp_path: Path) -> None:
+    cache_dir = tmp_path / "c"
+    common = ["strategy=freeze", f"paths.cache_dir={cache_dir}"]
+    first = run(compose_cfg(*common, run_dir=tmp_path / "1"))
+    (folder,) = cache_folders(cache_dir)
+    stamp = (folder / "meta.json").stat().st_mtime_ns
+    run(compose_cfg(*common, run_dir=tmp_path / "2"))  # same everything: reused, not rebuilt
+    assert cache_folders(cache_dir) == [folder] and (folder / "meta.json").stat().st_mtime_ns == stamp
+    run(compose_cfg(*common, "dataset.image_size=40", run_dir=tmp_path / "3"))  # another transform
+    run(compose_cfg(*common, "dataset.color=gray", run_dir=tmp_path / "4"))  # another colour mode
+    assert len(cache_folders(cache_dir)) == 3
+
+    array = folder / "train-0.npy"
+    array.write_bytes(array.read_bytes()[:200])  # cut short, as a killed job would leave it
+    with pytest.warns(UserWarning, match="incomplete or corrupt; rebuilding"):
+        again = run(compose_cfg(*common, run_dir=tmp_path / "5"))
+    assert again["best_val_acc"] == first["best_val_acc"]
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["splits"]["train"]["shape"] == [150, 512]  # 150 target training images, ResNet18's 512
+
+
+def test_float16_and_views_validation(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg("strategy=freeze", "strategy.cache_views=0", f"paths.cache_dir={tmp_path / 'c'}")
+    with pytest.raises(UserError, match="cache_views must be >= 1"):
+        run(cfg)
+    metrics = run(
+        compose_cfg(
+            "strategy=freeze",
+            "strategy.cache_dtype=float16",
+            f"paths.cache_dir={tmp_path / 'c'}",
+            run_dir=tmp_path / "h",
+        )
+    )
+    assert metrics["feature_cache"] is True
