@@ -49,7 +49,7 @@ from filelock import FileLock
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from translearn.data.base import SPLITS, EpochShuffle, ImageDataModule, ImageFileDataset
+from translearn.data.base import SPLITS, ImageDataModule, ImageFileDataset
 from translearn.errors import UserError
 
 VERSION = 1
@@ -344,13 +344,8 @@ class CachedFeatures(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.images.trainer = self.trainer
-        sampler = (
-            EpochShuffle(len(self.datasets[split]), self.images.seed, self.images._current_epoch)
-            if shuffle
-            else None
-        )
-        # Features are small and already decoded: the main process keeps up without workers.
-        return DataLoader(self.datasets[split], batch_size=self.images._per_rank_batch(), sampler=sampler)
+        # The image module's samplers (exact under DDP); features are decoded already: no workers needed.
+        return self.images.loader(self.datasets[split], shuffle, num_workers=0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -49,10 +49,14 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def image(self, index: int):
+        """The RGB PIL image of item ``index`` (decoded from its file here; from a store in subclasses)."""
+        return load_rgb(self.samples[index][0])
+
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, epoch = key if isinstance(key, tuple) else (key, None)
-        path, label = self.samples[index]
-        image = load_rgb(path)
+        label = self.samples[index][1]
+        image = self.image(index)
         if epoch is None:
             return self.transform(image), label
         with torch.random.fork_rng(devices=[]):
@@ -103,8 +107,12 @@ class ImageDataModule(pl.LightningDataModule):
         num_workers: int = 4,
         seed: int = 0,
         pin_memory: bool | None = None,
+        cache: str = "none",
+        cache_dir: str | Path | None = None,
     ):
         super().__init__()
+        if cache not in ("none", "decoded"):
+            raise UserError(f"dataset.cache must be none or decoded, got '{cache}'")
         if color not in COLORS:
             raise UserError(f"dataset.color must be one of {', '.join(COLORS)}, got '{color}'")
         if gray_mode not in GRAY_MODES:
@@ -126,6 +134,10 @@ class ImageDataModule(pl.LightningDataModule):
         self.image_size, self.crop_scale = self.preprocessing.crop, tuple(crop_scale)
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        self.cache = cache
+        self.cache_dir = (
+            Path(str(cache_dir)).expanduser() if cache_dir else Path.home() / ".cache" / "translearn"
+        )
         self._index: DatasetIndex | None = None
         self.datasets: dict[str, ImageFileDataset] = {}
 
@@ -171,21 +183,31 @@ class ImageDataModule(pl.LightningDataModule):
     def has_split(self, split: str) -> bool:
         return self.index.count(split) > 0
 
-    def transform(self, train: bool):
+    def transform(self, train: bool, resized: bool = False):
         return build_transform(
             train,
             color=self.color,
             gray_mode=self.gray_mode,
             crop_scale=self.crop_scale,
             preprocessing=self.preprocessing,
+            resized=resized,
         )
 
     def setup(self, stage: str | None = None) -> None:
         for split in SPLITS:
             if self.index.count(split) and split not in self.datasets:
-                self.datasets[split] = ImageFileDataset(
-                    self.index.samples[split], self.transform(split == "train"), seed=self.seed
-                )
+                samples, train = self.index.samples[split], split == "train"
+                if self.cache == "decoded":
+                    from translearn.data.decoded import DecodedImages, build_store
+
+                    prep = self.preprocessing
+                    store = build_store(samples, prep.resize, prep.interpolation, self.cache_dir / "decoded")
+                    dataset = DecodedImages(
+                        store, samples, self.transform(train, resized=True), seed=self.seed
+                    )
+                else:
+                    dataset = ImageFileDataset(samples, self.transform(train), seed=self.seed)
+                self.datasets[split] = dataset
 
     def _per_rank_batch(self) -> int:
         world = self.trainer.world_size if self.trainer is not None else 1
@@ -197,23 +219,24 @@ class ImageDataModule(pl.LightningDataModule):
         return self.batch_size // world
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return self.loader(self.datasets[split], shuffle, self.num_workers)
+
+    def loader(self, dataset: Dataset, shuffle: bool, num_workers: int) -> DataLoader:
+        """Training: the (seed, epoch) shuffle; evaluation: every item once over all DDP ranks."""
         sampler: Sampler | None = None
         if shuffle:
-            sampler = EpochShuffle(len(self.datasets[split]), self.seed, self._current_epoch)
+            sampler = EpochShuffle(len(dataset), self.seed, self._current_epoch)
         elif self.trainer is not None and self.trainer.world_size > 1:
             # Lightning's default DistributedSampler pads evaluation sets so every rank gets as many samples,
             # counting some images twice; this one gives each image to exactly one rank.
             sampler = UnrepeatedDistributedSampler(
-                self.datasets[split],
-                num_replicas=self.trainer.world_size,
-                rank=self.trainer.global_rank,
-                shuffle=False,
+                dataset, num_replicas=self.trainer.world_size, rank=self.trainer.global_rank, shuffle=False
             )
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self._per_rank_batch(),
             sampler=sampler,
-            num_workers=self.num_workers,
+            num_workers=num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=False,
         )  # fresh workers per epoch keep resumed runs exact

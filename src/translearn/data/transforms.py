@@ -143,15 +143,17 @@ def build_transform(
     crop_scale: Sequence[float] = (0.08, 1.0),
     hflip: bool = True,
     preprocessing: Preprocessing | None = None,
+    resized: bool = False,
 ) -> v2.Compose:
     """PIL RGB image → normalised float tensor of shape (C, crop, crop).
 
     ``preprocessing``, when given, supplies crop, resize, interpolation and mean/std and wins over
-    ``image_size`` and ``resize_ratio``.
+    ``image_size`` and ``resize_ratio``. ``resized=True`` leaves out the first Resize, for images stored
+    already resized (``dataset.cache=decoded``).
     """
     prep = preprocessing or Preprocessing().resolve(image_size, resize_ratio)
     interpolation = InterpolationMode(prep.interpolation)
-    ops: list = [v2.Resize(prep.resize, interpolation=interpolation, antialias=True)]
+    ops: list = [] if resized else [v2.Resize(prep.resize, interpolation=interpolation, antialias=True)]
     if train:
         ops.append(
             v2.RandomResizedCrop(

@@ -1,0 +1,108 @@
+"""Decode-once images (``dataset.cache=decoded``): decode and resize each file once, augment from memory.
+
+Every epoch of the plain path opens each file, decodes it and resizes it to the transform's resize side
+before the random crop. The first two steps give the same pixels every time, and so does the resize
+(it is deterministic). This store keeps the resized pixels as uint8 in one memory-mapped file per split,
+so later epochs start from the random crop. The pixels are exactly those the plain path resizes to, so the
+tensors that come out are bit-identical (tested).
+
+Images keep their own aspect ratio, so the store is ragged: a flat uint8 array plus an (offset, height,
+width) row per image. It lives under ``${paths.cache_dir}/decoded/<key>/``, where the key covers the
+resize side and interpolation and every file's path, size and mtime; it is written under a temporary
+name, renamed when complete and built once under a file lock. An incomplete or unreadable store is
+rebuilt with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock
+from PIL import Image
+from torchvision.transforms import InterpolationMode, v2
+
+from translearn.data.base import ImageFileDataset
+from translearn.data.images import load_rgb
+
+VERSION = 1
+MODES = ("none", "decoded")
+
+
+def _key(samples: Sequence[tuple[str, int]], resize: int, interpolation: str) -> str:
+    digest = hashlib.sha256(json.dumps([VERSION, resize, interpolation]).encode())
+    for path, _ in samples:
+        stat = os.stat(path)
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def _complete(target: Path, count: int) -> bool:
+    try:
+        meta = json.loads((target / "meta.json").read_text())
+        index = np.load(target / "index.npy")
+        pixels = np.load(target / "pixels.npy", mmap_mode="r")
+    except (OSError, ValueError, json.JSONDecodeError):
+        return False
+    return (
+        meta.get("count") == count and len(index) == count and int(index[:, 0].max(initial=0)) <= len(pixels)
+    )
+
+
+def build_store(samples: Sequence[tuple[str, int]], resize: int, interpolation: str, folder: Path) -> Path:
+    """The folder holding ``samples`` decoded and resized once (built now if it is not there)."""
+    target = folder / _key(samples, resize, interpolation)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / f".{target.name}.lock")):
+        if _complete(target, len(samples)):
+            return target
+        if target.exists():
+            warnings.warn(
+                f"translearn: decoded image cache {target} is incomplete; rebuilding it", stacklevel=2
+            )
+            shutil.rmtree(target)
+        partial = folder / f".{target.name}.{os.getpid()}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        resizer = v2.Resize(resize, interpolation=InterpolationMode(interpolation), antialias=True)
+        try:
+            index = np.zeros((len(samples), 3), dtype=np.int64)
+            chunks, offset = [], 0
+            for i, (path, _) in enumerate(samples):
+                pixels = np.asarray(resizer(load_rgb(path)), dtype=np.uint8)
+                index[i] = (offset, pixels.shape[0], pixels.shape[1])
+                chunks.append(pixels.reshape(-1))
+                offset += pixels.size
+            np.save(partial / "pixels.npy", np.concatenate(chunks) if chunks else np.zeros(0, np.uint8))
+            np.save(partial / "index.npy", index)
+            meta = {"count": len(samples), "resize": resize, "interpolation": interpolation, "bytes": offset}
+            (partial / "meta.json").write_text(json.dumps(meta))  # last: marks the store complete
+            os.replace(partial, target)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    return target
+
+
+class DecodedImages(ImageFileDataset):
+    """:class:`ImageFileDataset` reading resized pixels from a store instead of decoding files.
+
+    ``transform`` is the usual one without its first Resize (the store already holds its output);
+    seeding per (seed, epoch, index) is the base class's.
+    """
+
+    def __init__(self, store: Path, samples: Sequence[tuple[str, int]], transform, seed: int = 0):
+        super().__init__(samples, transform, seed)
+        self.index = np.load(store / "index.npy")
+        self.pixels = np.load(store / "pixels.npy", mmap_mode="r")
+
+    def image(self, index: int) -> Image.Image:
+        offset, height, width = (int(v) for v in self.index[index])
+        flat = np.asarray(self.pixels[offset : offset + height * width * 3])
+        return Image.fromarray(flat.reshape(height, width, 3))

@@ -1,0 +1,67 @@
+"""dataset.cache=decoded: the same tensors as decoding every epoch, from a store built once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import publishers
+from translearn.data.imagefolder import ImageFolderDataModule
+
+
+def module(root: Path, cache_dir: Path, cache: str, **kwargs) -> ImageFolderDataModule:
+    kwargs.setdefault("image_size", 32)
+    dm = ImageFolderDataModule(
+        root,
+        cache=cache,
+        cache_dir=cache_dir,
+        index_dir=cache_dir / "index",
+        num_workers=0,
+        **kwargs,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+@pytest.mark.parametrize("color", ["rgb", "gray"])
+def test_decoded_tensors_are_bit_identical_to_decoding_each_time(tmp_path: Path, color: str) -> None:
+    root = publishers.imagefolder(tmp_path / "data")  # mixed sizes, gray and CMYK files among them
+    plain = module(root, tmp_path / "cache", "none", color=color)
+    decoded = module(root, tmp_path / "cache", "decoded", color=color)
+    for split in plain.datasets:
+        a, b = plain.datasets[split], decoded.datasets[split]
+        assert len(a) == len(b)
+        for i in range(len(a)):
+            # train: seeded random draws (epoch 3, 4); val/test: the deterministic eval transform
+            for key in ((i, 3), (i, 4)) if split == "train" else (i,):
+                x, y = a[key]
+                x2, y2 = b[key]
+                assert y == y2 and torch.equal(x, x2), (split, key)
+
+
+def test_the_store_is_built_once_and_rebuilt_when_cut_short(tmp_path: Path) -> None:
+    root = publishers.imagefolder(tmp_path / "data")
+    cache = tmp_path / "cache"
+    module(root, cache, "decoded")
+    stores = sorted(p for p in (cache / "decoded").iterdir() if p.is_dir() and not p.name.startswith("."))
+    stamps = {p: (p / "meta.json").stat().st_mtime_ns for p in stores}
+    module(root, cache, "decoded")  # the same files and resize: reused
+    assert {p: (p / "meta.json").stat().st_mtime_ns for p in stores} == stamps
+    module(root, cache, "decoded", image_size=40)  # another resize: another store
+    assert len([p for p in (cache / "decoded").iterdir() if p.is_dir() and not p.name.startswith(".")]) > len(
+        stores
+    )
+    (stores[0] / "index.npy").write_bytes(b"\x93NUMPY")  # cut short
+    with pytest.warns(UserWarning, match="incomplete; rebuilding"):
+        again = module(root, cache, "decoded")
+    assert len(again.datasets["train"]) > 0
+
+
+def test_a_bad_cache_mode_is_one_line(tmp_path: Path) -> None:
+    from translearn.errors import UserError
+
+    with pytest.raises(UserError, match=r"dataset\.cache must be none or decoded"):
+        ImageFolderDataModule(tmp_path, cache="jpeg")
