@@ -41,6 +41,8 @@ class TransferModule(pl.LightningModule):
         optimizer: dict | None = None,
         scheduler: dict | None = None,
         label_smoothing: float = 0.0,
+        channels_last: bool = False,
+        compile: bool | str = False,
     ):
         super().__init__()
         self.policy = policy or Finetune()
@@ -49,6 +51,15 @@ class TransferModule(pl.LightningModule):
         self.hparams.scheduler = _plain(scheduler) or {"name": "step", "step_size": 10, "gamma": 0.1}
         self.hparams.strategy = self.policy.describe()
         self.net = build_backbone(backbone, num_classes, weights, in_chans, library=library)
+        self.channels_last = bool(channels_last)
+        if self.channels_last:  # NHWC: what tensor cores want for convolutions under bf16/fp16
+            self.net.to(memory_format=torch.channels_last)
+        # Compiled once here; requires_grad never changes afterwards (gradual gates LRs and gradients
+        # instead), so the graph is not invalidated when a stage unfreezes. Kept out of the module tree so
+        # checkpoints hold the plain net's names.
+        backend = compile if isinstance(compile, str) and compile not in ("true", "false") else "inductor"
+        enabled = compile not in (False, "false", None)
+        object.__setattr__(self, "_compiled", torch.compile(self.net, backend=backend) if enabled else None)
         self.plan = FreezePlan(self.net, self.policy)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self._epoch = 0  # the epoch whose freezing state is in force
@@ -112,7 +123,9 @@ class TransferModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if getattr(self, "_cached_stages", 0) == self.net.num_stages:
             return self.net.head(x)
-        return self.net(x)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return (self.net if self._compiled is None else self._compiled)(x)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch

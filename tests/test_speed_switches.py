@@ -1,0 +1,59 @@
+"""GPU switches that must not bend freezing: bf16 autocast, channels_last and torch.compile, every policy.
+
+Run on the CPU here (bf16 autocast exists there too; compile uses the aot_eager backend, which traces with
+Dynamo and AOTAutograd but skips C++ code generation): what they could break is the freezing contract,
+not the speed, and that is the same on every device.
+"""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from fakes import random_loader, snapshot
+from test_strategies import HOT_SGD, frozen_forever, policies
+from translearn.module import TransferModule
+
+
+def check_policy(policy, precision: str = "32-true", **model_kwargs) -> TransferModule:
+    torch.manual_seed(0)
+    module = TransferModule(
+        "resnet18", weights="none", num_classes=3, policy=policy, optimizer=HOT_SGD,
+        scheduler={"name": "none"}, **model_kwargs,
+    )  # fmt: skip
+    before = snapshot(module)
+    trainer = pl.Trainer(
+        max_epochs=2, limit_train_batches=2, limit_val_batches=1, accelerator="cpu", devices=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, precision=precision,
+    )  # fmt: skip
+    trainer.fit(module, random_loader(), random_loader(seed=1))
+    after = module.state_dict()
+    params, buffers = frozen_forever(module, epochs=2)
+    for name in params | buffers:
+        assert torch.equal(before[name], after[name]), f"{policy.name}: frozen {name} moved"
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    top = tuple(f"net.model.{m}." for m in (*module.net.stages[-1].modules, module.net.head_name))
+    expected = trainable if policy.name != "gradual" else {n for n in trainable if n.startswith(top)}
+    assert all(not torch.equal(before[n], after[n]) for n in expected), (
+        f"{policy.name}: a trainable tensor stood still"
+    )
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", policies(), ids=lambda p: p.name)
+def test_bf16_autocast_keeps_every_policy_exact(policy) -> None:
+    check_policy(policy, precision="bf16-mixed")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", policies(), ids=lambda p: p.name)
+def test_channels_last_and_compile_keep_every_policy_exact(policy) -> None:
+    module = check_policy(policy, channels_last=True, compile="aot_eager")
+    assert module._compiled is not None and module._compiled._orig_mod is module.net  # really compiled
+    assert module.net.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(
+        k.startswith(("net.", "train_acc", "val_", "test_")) for k in module.state_dict()
+    )  # plain names
