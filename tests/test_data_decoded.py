@@ -55,7 +55,7 @@ def test_the_store_is_built_once_and_rebuilt_when_cut_short(tmp_path: Path) -> N
         stores
     )
     (stores[0] / "index.npy").write_bytes(b"\x93NUMPY")  # cut short
-    with pytest.warns(UserWarning, match="incomplete; rebuilding"):
+    with pytest.warns(UserWarning, match="incomplete or corrupt; rebuilding"):
         again = module(root, cache, "decoded")
     assert len(again.datasets["train"]) > 0
 

@@ -36,8 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,12 +43,12 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from filelock import FileLock
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from translearn.data.base import SPLITS, ImageDataModule, ImageFileDataset
 from translearn.errors import UserError
+from translearn.storage import build_once
 
 VERSION = 1
 MODES = ("auto", "true", "false")
@@ -207,59 +205,54 @@ def build_cache(
 ) -> Path:
     """Compute and store the first k stages' output for every split under ``folder/<key>``."""
     key = _fingerprint(net, k, datamodule, views, dtype)
-    target = folder / key
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / f".{key}.lock")):
-        if _readable(target):
-            return target
-        if target.exists():
-            warnings.warn(
-                f"translearn: feature cache {target} is incomplete or corrupt; rebuilding it", stacklevel=2
-            )
-            shutil.rmtree(target)
-        partial = folder / f".{key}.{os.getpid()}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
+
+    def build(partial: Path) -> None:
         was_training = net.training
         net.eval().to(device)
         try:
             meta: dict[str, Any] = {"key": key, "views": views, "dtype": dtype, "splits": {}}
             for split, dataset in datamodule.datasets.items():
-                sources = (
-                    [_Views(dataset, datamodule.transform(train=False), v, views) for v in range(views)]
-                    if split == "train"
-                    else [dataset]
+                meta["splits"][split] = _store_split(
+                    net, k, datamodule, dataset, split, partial, views, dtype, device
                 )
-                arrays = []
-                for v, source in enumerate(sources):
-                    loader = DataLoader(
-                        source, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers
-                    )
-                    array = None
-                    row = 0
-                    for feats, logits in _frozen_outputs(net, k, loader, device):
-                        if row == 0 and v == 0:
-                            _check_replay(net, k, feats, logits)
-                        if array is None:
-                            shape = (len(source), *feats.shape[1:])
-                            array = np.lib.format.open_memmap(
-                                partial / f"{split}-{v}.npy", mode="w+", dtype=dtype, shape=shape
-                            )
-                        array[row : row + len(feats)] = feats.float().cpu().numpy().astype(dtype)
-                        row += len(feats)
-                    array.flush()
-                    arrays.append(list(array.shape))
-                labels = np.array([label for _, label in dataset.samples], dtype=np.int64)
-                np.save(partial / f"{split}-labels.npy", labels)
-                meta["splits"][split] = {"shape": arrays[0], "views": len(arrays)}
             (partial / "meta.json").write_text(json.dumps(meta, indent=1))  # last: marks the cache complete
-            os.replace(partial, target)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
         finally:
             net.to("cpu").train(was_training)
-    return target
+
+    return build_once(folder, key, _readable, build, "feature cache")
+
+
+def _store_split(
+    net: Any, k: int, datamodule: ImageDataModule, dataset: ImageFileDataset, split: str, partial: Path,
+    views: int, dtype: str, device: torch.device,
+) -> dict[str, Any]:  # fmt: skip
+    sources = (
+        [_Views(dataset, datamodule.transform(train=False), v, views) for v in range(views)]
+        if split == "train"
+        else [dataset]
+    )
+    shape: list[int] = []
+    for v, source in enumerate(sources):
+        loader = DataLoader(source, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers)
+        array, row = None, 0
+        for feats, logits in _frozen_outputs(net, k, loader, device):
+            if row == 0 and v == 0:
+                _check_replay(net, k, feats, logits)
+            if array is None:
+                array = np.lib.format.open_memmap(
+                    partial / f"{split}-{v}.npy",
+                    mode="w+",
+                    dtype=dtype,
+                    shape=(len(source), *feats.shape[1:]),
+                )
+            array[row : row + len(feats)] = feats.float().cpu().numpy().astype(dtype)
+            row += len(feats)
+        array.flush()
+        shape = list(array.shape)
+    np.save(
+        partial / f"{split}-labels.npy", np.array([label for _, label in dataset.samples], dtype=np.int64)
+    )
+    return {"shape": shape, "views": len(sources)}
 
 
 def _check_replay(net: Any, k: int, feats: torch.Tensor, logits: torch.Tensor) -> None:

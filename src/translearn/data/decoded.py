@@ -18,18 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 
 from translearn.data.base import ImageFileDataset
 from translearn.data.images import load_rgb
+from translearn.storage import build_once
 
 VERSION = 1
 MODES = ("none", "decoded")
@@ -57,37 +55,23 @@ def _complete(target: Path, count: int) -> bool:
 
 def build_store(samples: Sequence[tuple[str, int]], resize: int, interpolation: str, folder: Path) -> Path:
     """The folder holding ``samples`` decoded and resized once (built now if it is not there)."""
-    target = folder / _key(samples, resize, interpolation)
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder / f".{target.name}.lock")):
-        if _complete(target, len(samples)):
-            return target
-        if target.exists():
-            warnings.warn(
-                f"translearn: decoded image cache {target} is incomplete; rebuilding it", stacklevel=2
-            )
-            shutil.rmtree(target)
-        partial = folder / f".{target.name}.{os.getpid()}.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir()
-        resizer = v2.Resize(resize, interpolation=InterpolationMode(interpolation), antialias=True)
-        try:
-            index = np.zeros((len(samples), 3), dtype=np.int64)
-            chunks, offset = [], 0
-            for i, (path, _) in enumerate(samples):
-                pixels = np.asarray(resizer(load_rgb(path)), dtype=np.uint8)
-                index[i] = (offset, pixels.shape[0], pixels.shape[1])
-                chunks.append(pixels.reshape(-1))
-                offset += pixels.size
-            np.save(partial / "pixels.npy", np.concatenate(chunks) if chunks else np.zeros(0, np.uint8))
-            np.save(partial / "index.npy", index)
-            meta = {"count": len(samples), "resize": resize, "interpolation": interpolation, "bytes": offset}
-            (partial / "meta.json").write_text(json.dumps(meta))  # last: marks the store complete
-            os.replace(partial, target)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-    return target
+    resizer = v2.Resize(resize, interpolation=InterpolationMode(interpolation), antialias=True)
+
+    def build(partial: Path) -> None:
+        index = np.zeros((len(samples), 3), dtype=np.int64)
+        chunks, offset = [], 0
+        for i, (path, _) in enumerate(samples):
+            pixels = np.asarray(resizer(load_rgb(path)), dtype=np.uint8)
+            index[i] = (offset, pixels.shape[0], pixels.shape[1])
+            chunks.append(pixels.reshape(-1))
+            offset += pixels.size
+        np.save(partial / "pixels.npy", np.concatenate(chunks) if chunks else np.zeros(0, np.uint8))
+        np.save(partial / "index.npy", index)
+        meta = {"count": len(samples), "resize": resize, "interpolation": interpolation, "bytes": offset}
+        (partial / "meta.json").write_text(json.dumps(meta))  # last: marks the store complete
+
+    key = _key(samples, resize, interpolation)
+    return build_once(folder, key, lambda t: _complete(t, len(samples)), build, "decoded image cache")
 
 
 class DecodedImages(ImageFileDataset):

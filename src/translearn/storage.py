@@ -1,0 +1,44 @@
+"""Folders built once and shared: the frozen-feature cache and the decoded-image store both use this.
+
+Pitfalls it exists for: two sweep cells (or DDP ranks) that need the same folder start together, a job
+killed mid-build leaves half a folder, and a half folder must never be read as a whole one. So a folder is
+built under a per-key file lock, into a temporary name that holds the process id, renamed into place only
+once complete (``is_complete`` then decides, e.g. from a ``meta.json`` written last), and a folder that
+exists but is not complete is rebuilt with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from filelock import FileLock
+
+
+def build_once(
+    folder: Path, key: str, is_complete: Callable[[Path], bool], build: Callable[[Path], None], what: str
+) -> Path:
+    """``folder/key``, built by ``build(tmp)`` unless a complete one is already there."""
+    target = folder / key
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / f".{key}.lock")):
+        if is_complete(target):
+            return target
+        if target.exists():
+            warnings.warn(
+                f"translearn: {what} {target} is incomplete or corrupt; rebuilding it", stacklevel=3
+            )
+            shutil.rmtree(target)
+        partial = folder / f".{key}.{os.getpid()}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        try:
+            build(partial)
+            os.replace(partial, target)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
+    return target
