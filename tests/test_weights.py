@@ -221,7 +221,6 @@ def _no_hash_download(real):
 def test_fetch_downloads_into_the_cache_training_reads(
     torch_home: Path,
     mirror: Path,
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:
@@ -244,7 +243,6 @@ def test_fetch_downloads_into_the_cache_training_reads(
 def test_fetch_refuses_a_file_whose_hash_does_not_match_and_leaves_nothing(
     torch_home: Path,
     mirror: Path,
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
 ) -> None:

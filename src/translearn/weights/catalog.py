@@ -30,7 +30,6 @@ from translearn.data.transforms import Preprocessing
 from translearn.errors import UserError
 
 LIBRARIES = ("torchvision", "timm")
-KEYWORDS = ("imagenet", "none", "embedded")
 WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".tar")
 
 
@@ -233,22 +232,6 @@ def _timm_preprocessing(cfg: Any, label: str) -> Preprocessing:
         std=tuple(float(s) for s in cfg.std),
         source=f"{label} pretrained_cfg",
     )
-
-
-__all__ = [
-    "KEYWORDS",
-    "LIBRARIES",
-    "WeightsChoice",
-    "available_backbones",
-    "check_backbone",
-    "parse_weights",
-    "preprocessing_for",
-    "published_file_enum",
-    "require_timm",
-    "timm_pretrained_cfg",
-    "torchvision_enum",
-    "torchvision_weight_names",
-]
 
 
 def torchvision_names_by_file() -> dict[str, str]:

@@ -112,11 +112,6 @@ def upgrade_torchvision(arch: str, state: dict) -> OrderedDict:
     return _with_metadata(items, metadata)
 
 
-def without(state: dict, drop) -> OrderedDict:
-    """``state`` minus the keys for which ``drop(key)`` is true, metadata kept."""
-    return _with_metadata({k: v for k, v in state.items() if not drop(k)}, getattr(state, "_metadata", None))
-
-
 def load_checked(
     model: nn.Module, state: dict, source: str, arch: str, fix: str, ignore=lambda k: False
 ) -> None:
@@ -150,4 +145,4 @@ def load_checked(
         )
 
 
-__all__ = ["load_checked", "read_state_dict", "strip_prefix", "upgrade_torchvision", "without"]
+__all__ = ["load_checked", "read_state_dict", "strip_prefix", "upgrade_torchvision"]
