@@ -58,3 +58,48 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index_and_leaves_global_rn
     before = torch.get_rng_state()
     dataset[(6, 2)]
     assert torch.equal(before, torch.get_rng_state()), "a sample moved the global RNG"
+
+
+def test_auto_workers_follow_the_cores_and_the_device(monkeypatch) -> None:
+    from pytorch_lightning.accelerators import CPUAccelerator, CUDAAccelerator
+
+    dm = shapes()
+    dm.num_workers = "auto"
+    for cores, accelerator, devices, expected in (
+        (2, CPUAccelerator(), 1, 0),  # the model's threads use both cores; a worker would only compete
+        (16, CPUAccelerator(), 1, 2),
+        (16, CUDAAccelerator(), 2, 7),  # 8 cores per GPU process, one left for the process itself
+        (96, CUDAAccelerator(), 1, 8),
+    ):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)), raising=False)
+        dm.trainer = SimpleNamespace(
+            world_size=devices, global_rank=0, current_epoch=0, accelerator=accelerator, num_devices=devices
+        )
+        assert dm.workers() == expected, (cores, accelerator, devices)
+    dm.trainer = SimpleNamespace(world_size=1, global_rank=0, current_epoch=0, accelerator=CPUAccelerator())
+    dm.num_workers = 3
+    loader = dm.train_dataloader()
+    assert loader.num_workers == 3 and loader.persistent_workers and not loader.pin_memory
+
+
+def test_persistent_workers_give_the_batches_of_a_single_process() -> None:
+    """Augmentation is keyed by (seed, epoch, index), so workers, kept alive across epochs, change nothing."""
+    import torch
+
+    def batches(workers: int) -> list:
+        dm = shapes(seed=3)
+        dm.num_workers = workers
+        state = SimpleNamespace(world_size=1, global_rank=0, current_epoch=0)
+        dm.trainer = state
+        loader = dm.train_dataloader()
+        out = []
+        for epoch in (0, 1):
+            state.current_epoch = epoch
+            out += [(x.clone(), y.clone()) for i, (x, y) in zip(range(3), loader)]
+        return out
+
+    alone, pooled = batches(0), batches(2)
+    assert len(alone) == len(pooled) == 6
+    for (xa, ya), (xb, yb) in zip(alone, pooled, strict=True):
+        assert torch.equal(ya, yb) and torch.equal(xa, xb)
+    assert not torch.equal(alone[0][0], alone[3][0])  # epochs differ

@@ -57,3 +57,35 @@ def test_channels_last_and_compile_keep_every_policy_exact(policy) -> None:
     assert all(
         k.startswith(("net.", "train_acc", "val_", "test_")) for k in module.state_dict()
     )  # plain names
+
+
+def test_fp16_grad_scaler_ignores_gated_gradual_stages() -> None:
+    """``16-mixed``: a gated stage's gradient may be inf; the scaler must not see it and skip the step.
+
+    Lightning unscales (and checks for inf) before ``on_before_optimizer_step``, so the gate must act
+    earlier, right after backward. CPU autocast supports fp16 and torch's GradScaler runs on the CPU,
+    which is the same code path a GPU takes; Lightning itself maps ``16-mixed`` to bf16 on a CPU, so the
+    plugin is built by hand here.
+    """
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    from translearn.strategies import Gradual
+
+    torch.manual_seed(0)
+    module = TransferModule(
+        "resnet18", weights="none", num_classes=3, policy=Gradual(start=5), optimizer=HOT_SGD,
+        scheduler={"name": "none"},
+    )  # fmt: skip
+    gated = module.net.model.layer4[1].conv2.weight  # unfreezes at epoch 5: requires_grad, but gated
+    assert gated.requires_grad
+    gated.register_hook(lambda grad: torch.full_like(grad, float("inf")))
+    head = module.net.model.fc.weight.detach().clone()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    trainer = pl.Trainer(
+        max_epochs=1, limit_train_batches=2, limit_val_batches=0, accelerator="cpu", devices=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, plugins=[MixedPrecision("16-mixed", "cpu", scaler)],
+    )  # fmt: skip
+    trainer.fit(module, random_loader())
+    assert scaler.get_scale() == 2.0**10, "the scaler saw the gated stage's inf and skipped steps"
+    assert not torch.equal(head, module.net.model.fc.weight), "the head never stepped"

@@ -233,7 +233,7 @@ def _store_split(
     )
     shape: list[int] = []
     for v, source in enumerate(sources):
-        loader = DataLoader(source, batch_size=datamodule.batch_size, num_workers=datamodule.num_workers)
+        loader = DataLoader(source, batch_size=datamodule.batch_size, num_workers=datamodule.workers())
         array, row = None, 0
         for feats, logits in _frozen_outputs(net, k, loader, device):
             if row == 0 and v == 0:

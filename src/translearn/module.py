@@ -92,7 +92,9 @@ class TransferModule(pl.LightningModule):
         if groups:
             self.log("train/lr", groups[-1]["lr"], on_step=False, on_epoch=True)
 
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+    def on_after_backward(self) -> None:
+        # Here, not in on_before_optimizer_step: under 16-mixed Lightning unscales and checks for inf
+        # between the two, and a gated stage's inf gradient would make the scaler skip the whole step.
         self.plan.gate_gradients(self.current_epoch)
 
     def on_fit_start(self) -> None:
