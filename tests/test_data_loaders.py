@@ -95,7 +95,7 @@ def test_persistent_workers_give_the_batches_of_a_single_process() -> None:
         out = []
         for epoch in (0, 1):
             state.current_epoch = epoch
-            out += [(x.clone(), y.clone()) for i, (x, y) in zip(range(3), loader)]
+            out += [(x.clone(), y.clone()) for _, (x, y) in zip(range(3), loader, strict=False)]
         return out
 
     alone, pooled = batches(0), batches(2)
