@@ -18,3 +18,14 @@ def test_bench_runs_at_toy_size(tmp_path: Path, capsys: pytest.CaptureFixture) -
     out = capsys.readouterr().out
     assert "| finetune |" in out and "| freeze |" in out and "translearn ÷ plain" in out
     assert not (tmp_path / "RESULTS.md").exists()  # toy figures are never written as results
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_at_toy_size_on_a_cpu(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import gpu
+
+    assert gpu.main(["--toy", "--out", str(tmp_path / "RESULTS-gpu.md"), "--work", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| resnet50 | 8 | bf16 + channels_last + compile |" in out
+    assert out.count("| freeze |") == 8 and out.count("| finetune |") == 8  # the 2017 grid's 16 cells
+    assert not (tmp_path / "RESULTS-gpu.md").exists()

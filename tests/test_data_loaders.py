@@ -103,3 +103,16 @@ def test_persistent_workers_give_the_batches_of_a_single_process() -> None:
     for (xa, ya), (xb, yb) in zip(alone, pooled, strict=True):
         assert torch.equal(ya, yb) and torch.equal(xa, xb)
     assert not torch.equal(alone[0][0], alone[3][0])  # epochs differ
+
+
+def test_ddp_training_shards_the_epoch_shuffle_between_ranks() -> None:
+    """Sharded by the data module itself, so loaders Lightning cannot inspect (gradual's) are sharded too."""
+    dm = shapes()
+    shards = []
+    for rank in range(2):
+        dm.trainer = SimpleNamespace(world_size=2, global_rank=rank, current_epoch=4)
+        shards.append(list(iter(dm.train_dataloader().sampler)))
+    dm.trainer = SimpleNamespace(world_size=1, global_rank=0, current_epoch=4)
+    whole = list(iter(dm.train_dataloader().sampler))
+    assert len(shards[0]) == len(shards[1]) == 75
+    assert not set(shards[0]) & set(shards[1]) and set(shards[0]) | set(shards[1]) == set(whole)

@@ -92,6 +92,33 @@ def test_first_k_caches_its_frozen_prefix_exactly(compose_cfg, tmp_path: Path, c
     assert meta["splits"]["train"]["shape"] == [150, 64, 8, 8]  # layer1's output at 32 px, stored per image
 
 
+@pytest.mark.slow
+def test_gradual_reads_features_until_its_first_unfreeze_then_images(
+    compose_cfg, tmp_path: Path, caplog
+) -> None:
+    """Head-only epochs 0-1 from the cache, then layer4 unfreezes on images: the same run as uncached."""
+    common = [
+        "strategy=gradual", "strategy.start=2", "trainer.max_epochs=3", "strategy.cache_views=2",
+        f"paths.cache_dir={tmp_path / 'c'}", "model.optimizer.lr=0.01",
+    ]  # fmt: skip
+    plain = run(compose_cfg(*common, "strategy.cache_features=false", run_dir=tmp_path / "plain"))
+    cached = run(compose_cfg(*common, run_dir=tmp_path / "cached"))  # auto: two head-only epochs pay
+    assert cached["feature_cache"] is True and plain["feature_cache"] is False
+    assert "feature cache on for epochs 0-1, before the first unfreeze (images after)" in caplog.text
+    a, b = (
+        torch.load(d / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+        for d in (tmp_path / "plain", tmp_path / "cached")
+    )
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=2e-4), key
+    assert cached["test_acc"] == pytest.approx(plain["test_acc"], abs=0.01)
+
+    caplog.clear()
+    one = run(compose_cfg("strategy=gradual", "strategy.start=1", *common[2:], run_dir=tmp_path / "one"))
+    assert one["feature_cache"] is False
+    assert "caching one head-only epoch costs as much as it saves" in caplog.text
+
+
 def test_a_net_whose_forward_is_not_a_chain_of_stages_is_not_cached(
     compose_cfg, tmp_path: Path, caplog
 ) -> None:

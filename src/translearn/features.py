@@ -13,8 +13,10 @@ When it is exact, and what ``auto`` does:
   frozen stages (which run in eval mode).
 * The model's output is its head applied to the cached input (SqueezeNet pools after its head: not cached).
   This is checked on a real batch before the cache is trusted.
-* ``auto`` turns the cache on exactly where these hold, and says so at startup; ``first_k`` with frozen
-  trainable stages above the cut and ``gradual`` run uncached for now.
+* ``gradual`` trains only its head until its first unfreeze: those epochs read stored features, and
+  the run switches to images at the first unfreeze (``auto`` does this when the head-only phase lasts at
+  least two epochs; one cached epoch would cost what it saves).
+* ``auto`` turns the cache on exactly where these hold, and says so at startup.
 
 Augmentation: a random crop changes the features, so a cache cannot serve fresh random crops. With
 ``strategy.cache_views=1`` (default) training images are seen through the *eval* transform (resize +
@@ -61,17 +63,37 @@ def parse_mode(value: Any) -> str:
     return mode
 
 
-def frozen_prefix(module: Any) -> tuple[int, str | None]:
-    """(k, None) when the first k stages are a fixed function worth caching; (0, reason) otherwise."""
+def frozen_prefix(module: Any, mode: str = "auto") -> tuple[int, float, str | None]:
+    """(k, until, None) when the first k stages are a fixed function until epoch ``until``; else a reason.
+
+    ``until`` is infinite for freeze and first_k; for gradual it is the first unfreeze, and only the head
+    trains before it. ``auto`` caches gradual's head-only phase only when it lasts two epochs or more:
+    building the cache costs about one uncached epoch, so a single cached epoch saves nothing.
+    """
     plan, net = module.plan, module.net
+    never = float("inf")
     k = 0
-    while k < net.num_stages and plan.unfreeze[k] == float("inf"):
+    while k < net.num_stages and plan.unfreeze[k] == never:
         k += 1
+    until = never
+    if k == 0 and plan.policy.name == "gradual":
+        until = min(plan.unfreeze[: net.num_stages])
+        if until < 1:
+            return 0, never, "strategy=gradual unfreezes a stage at epoch 0, so there is no head-only phase"
+        if until < 2 and mode == "auto":
+            return (
+                0,
+                never,
+                "strategy=gradual unfreezes its first stage at epoch 1; caching one head-only epoch costs "
+                "as much as it saves (strategy.cache_features=true caches it anyway)",
+            )
+        k = net.num_stages
     if k == 0:
-        return 0, f"strategy={plan.policy.name} trains the stem, so no frozen part comes first"
+        return 0, never, f"strategy={plan.policy.name} trains the stem, so no frozen part comes first"
     if plan.policy.bn != "frozen":
         return (
             0,
+            never,
             "strategy.bn=train adapts BatchNorm statistics on every batch, so the frozen part is not fixed",
         )
     if k == net.num_stages:  # head-only: nothing random may run between the frozen stages and the head
@@ -82,9 +104,10 @@ def frozen_prefix(module: Any) -> tuple[int, str | None]:
             if random_layer and p and not _in_frozen_stage(net, name) and sub is not head:
                 return (
                     0,
+                    never,
                     f"{name} ({type(sub).__name__}, p={p}) is random in training, outside the frozen stages",
                 )
-    return k, None
+    return k, until, None
 
 
 def _in_frozen_stage(net: Any, name: str) -> bool:
@@ -316,7 +339,7 @@ class FeatureDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         array = self.arrays[epoch % len(self.arrays)]
-        return torch.from_numpy(np.asarray(array[index], dtype=np.float32)), int(self.labels[index])
+        return torch.from_numpy(np.array(array[index], dtype=np.float32)), int(self.labels[index])
 
 
 class CachedFeatures(pl.LightningDataModule):
@@ -350,6 +373,50 @@ class CachedFeatures(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
 
+class PhasedLoader:
+    """Stored-feature batches for epochs before ``until``, image batches from then on (gradual).
+
+    Both loaders share the image module's sampler, so batch order and count match; the epoch is read when
+    iteration starts, as :class:`~translearn.data.base.EpochShuffle` does, so a resumed run picks the
+    right one.
+    """
+
+    def __init__(self, features: DataLoader, images: DataLoader, until: float, epoch: Any):
+        self.features, self.images, self.until, self.epoch = features, images, until, epoch
+
+    def current(self) -> DataLoader:
+        return self.features if self.epoch() < self.until else self.images
+
+    def __len__(self) -> int:
+        return len(self.current())
+
+    def __iter__(self) -> Iterator:
+        return iter(self.current())
+
+
+class PhasedFeatures(CachedFeatures):
+    """Gradual unfreezing: stored features while only the head trains, the images once stages unfreeze."""
+
+    def __init__(self, images: ImageDataModule, folder: Path, views: int, until: float):
+        super().__init__(images, folder, views)
+        self.until = until
+
+    def _phased(self, split: str, shuffle: bool) -> PhasedLoader:
+        features = self._loader(split, shuffle)
+        images = self.images.loader(self.images.datasets[split], shuffle, self.images.workers())
+        return PhasedLoader(features, images, self.until, self.images._current_epoch)
+
+    def train_dataloader(self) -> PhasedLoader:
+        return self._phased("train", shuffle=True)
+
+    def val_dataloader(self) -> PhasedLoader:
+        return self._phased("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:  # after training: the whole net runs on images
+        self.images.trainer = self.trainer
+        return self.images.test_dataloader()
+
+
 def maybe_cache(
     mode: str,
     module: Any,
@@ -363,7 +430,7 @@ def maybe_cache(
     mode = parse_mode(mode)
     if mode == "false":
         return datamodule, "feature cache off (strategy.cache_features=false)"
-    k, reason = frozen_prefix(module)
+    k, until, reason = frozen_prefix(module, mode)
     if reason is not None:
         if mode == "true":
             raise UserError(
@@ -383,10 +450,14 @@ def maybe_cache(
         if mode == "true":
             raise UserError(f"strategy.cache_features=true but caching would not be exact: {exc}") from None
         return datamodule, f"feature cache off: {exc}"
-    module.use_cached_features(k)
+    module.use_cached_features(k, until)
     what = "the eval transform" if views == 1 else f"{views} augmented views"
     cut = (
         "the head's input" if k == module.net.num_stages else f"the output of {module.net.stages[k - 1].name}"
     )
     line = f"feature cache on: {cut} stored once, training images seen through {what}, {folder}"
+    if until != float("inf"):
+        phase = f"feature cache on for epochs 0-{int(until) - 1}, before the first unfreeze (images after):"
+        line = line.replace("feature cache on:", phase)
+        return PhasedFeatures(datamodule, folder, views, until), line
     return CachedFeatures(datamodule, folder, views), line

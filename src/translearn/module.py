@@ -114,16 +114,29 @@ class TransferModule(pl.LightningModule):
 
     # --- steps ------------------------------------------------------------------------------------
 
-    def use_cached_features(self, k: int) -> None:
-        """Batches hold the first k stages' stored output (translearn.features): run only the rest."""
+    def use_cached_features(self, k: int, until: float = float("inf")) -> None:
+        """Batches hold the first k stages' stored output (translearn.features): run only the rest.
+
+        ``until``: gradual unfreezing reads stored head inputs only before its first unfreeze; training
+        and validation of later epochs, and testing, read images and run the whole net.
+        """
         from translearn.features import SkipFrozen
 
-        self._cached_stages = k
+        self._cached_stages, self._cached_until = k, until
         if 0 < k < self.net.num_stages:
             SkipFrozen(self.net, k).apply()
 
+    def _reads_features(self) -> bool:
+        k = getattr(self, "_cached_stages", 0)
+        if k != self.net.num_stages:
+            return False
+        if self._cached_until == float("inf"):
+            return True
+        trainer = self._trainer
+        return trainer is not None and not trainer.testing and trainer.current_epoch < self._cached_until
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if getattr(self, "_cached_stages", 0) == self.net.num_stages:
+        if self._reads_features():
             return self.net.head(x)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)

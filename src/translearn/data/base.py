@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.distributed import DistributedSamplerWrapper
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -247,9 +248,14 @@ class ImageDataModule(pl.LightningDataModule):
     def loader(self, dataset: Dataset, shuffle: bool, num_workers: int) -> DataLoader:
         """Training: the (seed, epoch) shuffle; evaluation: every item once over all DDP ranks."""
         sampler: Sampler | None = None
+        world = self.trainer.world_size if self.trainer is not None else 1
         if shuffle:
             sampler = EpochShuffle(len(dataset), self.seed, self._current_epoch)
-        elif self.trainer is not None and self.trainer.world_size > 1:
+            if world > 1:  # sharded here, as Lightning would, so loaders it cannot inspect are sharded too
+                sampler = DistributedSamplerWrapper(
+                    sampler, num_replicas=world, rank=self.trainer.global_rank, shuffle=False
+                )
+        elif world > 1:
             # Lightning's default DistributedSampler pads evaluation sets so every rank gets as many samples,
             # counting some images twice; this one gives each image to exactly one rank.
             sampler = UnrepeatedDistributedSampler(
