@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import publishers
+from translearn.data import download
 from translearn.data.__main__ import main as data_main
 from translearn.data.download import fetch_kaggle, fetch_zip, file_sha256
 from translearn.data.hymenoptera import HymenopteraDataModule
@@ -207,3 +208,87 @@ def test_kaggle_download_unpacks_what_the_cli_fetched(
     SimpsonsDataModule.download(root)
     dm = SimpsonsDataModule(root, index_dir=tmp_path / "index", num_workers=0)
     assert dm.class_names == list(publishers.STUDY_20)
+
+
+# --- faults and bad input (the integrity issue) ---------------------------------------------------
+
+
+def _hymenoptera_zip(tmp_path: Path) -> Path:
+    source = publishers.hymenoptera(tmp_path / "src")
+    archive = tmp_path / "hymenoptera_data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted((source / "hymenoptera_data").rglob("*")):
+            zf.write(path, path.relative_to(source).as_posix())
+    return archive
+
+
+def test_an_extraction_killed_halfway_is_detected_and_finished(tmp_path: Path) -> None:
+    """A process unpacking the real archive, SIGKILLed mid-way: the next --download finishes the job."""
+    archive = _hymenoptera_zip(tmp_path)
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / archive.name).write_bytes(archive.read_bytes())  # downloaded; the unpacking gets killed
+    slow = (
+        "import sys, time, zipfile, shutil; from pathlib import Path; from translearn.data import download\n"
+        "orig = shutil.copyfileobj\n"
+        "def slow(*a, **k):\n    orig(*a, **k); print('member', flush=True); time.sleep(0.3)\n"
+        "download.shutil.copyfileobj = slow\n"
+        f"download.extract_zip(Path({str(root / archive.name)!r}), Path({str(root)!r}))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", slow], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for _ in range(3):
+        proc.stdout.readline()
+    proc.kill()
+    proc.wait()
+    unpacked = [p for p in (root / "hymenoptera_data").rglob("*.jpg")]
+    assert 0 < len(unpacked) < 19  # cut short: the folder exists but holds part of the data
+    assert download.cut_short(root, archive.name) == [archive.name]
+
+    HymenopteraDataModule.download(root)  # what `prepare hymenoptera --download` calls: it resumes
+    assert download.cut_short(root, archive.name) == []
+    dm = HymenopteraDataModule(root, index_dir=tmp_path / "index", num_workers=0)
+    assert sum(dm.index.count(s) for s in ("train", "val")) == 19
+    assert not list(root.rglob("*.partial"))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="non-UTF-8 names need a byte-name filesystem")
+def test_a_non_utf8_file_name_is_skipped_and_listed(tree: Path, tmp_path: Path) -> None:
+    source = next((tree / "dog").glob("*.jpg"))
+    bad = os.fsencode(str(tree / "dog")) + b"/caf\xe9.jpg"  # Latin-1 bytes: not UTF-8
+    with open(bad, "wb") as f:
+        f.write(source.read_bytes())
+    proc = subprocess.run(
+        [sys.executable, "-m", "translearn.data", "prepare", "imagefolder", "--root", str(tree)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "dog/caf\\xe9.jpg\tfile name is not valid UTF-8" in proc.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "translearn.data", "prepare", "imagefolder", "--root", str(tree)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == 0
+
+
+def test_a_symlink_back_into_the_dataset_does_not_relabel_images(tmp_path: Path) -> None:
+    root = publishers.imagefolder(tmp_path / "data")
+    (root / "dog" / "everything").symlink_to(root)  # e.g. a "shortcut" someone left in a class folder
+    dm = folder_module(root, tmp_path)  # image folders are scanned recursively, links followed
+    result = dm.prepare()
+    labels = {path: label for split in ("train", "val", "test") for path, label in dm.index.samples[split]}
+    assert all(not p.startswith("dog/everything/") for p in labels)
+    assert ("dog/everything/", "symlink back into the dataset (its images belong to other classes)") in [
+        tuple(x) for x in result.ignored
+    ]
+
+
+def test_classes_without_validation_images_are_warned_about(tmp_path: Path, capsys) -> None:
+    root = publishers.imagefolder(tmp_path / "data")
+    lonely = root / "zebra"
+    lonely.mkdir()
+    publishers.write(lonely / "only.jpg")
+    dm = folder_module(root, tmp_path, split="seed2017")
+    dm.prepare()
+    err = capsys.readouterr().err
+    assert "1 class(es) get no validation images under split=seed2017: zebra (1 images)" in err

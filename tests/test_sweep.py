@@ -216,3 +216,180 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path: Path) -> 
     assert len(cells(sweep)) == 2
     assert (done.read_bytes(), done.stat().st_mtime_ns) == before, "a finished cell was redone"
     assert "0_strategy=finetune: already complete, skipped" in resumed.stdout
+
+
+# --- identity, exclusivity, signals ---------------------------------------------------------------
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "translearn.train", "-m", *SWEEP_TINY, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _wait_for(proc: subprocess.Popen, fragment: str, timeout: float = 240) -> list[str]:
+    lines, deadline = [], time.time() + timeout
+    assert proc.stdout is not None
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if fragment in line:
+            return lines
+    raise AssertionError(f"never saw {fragment!r}:\n{''.join(lines[-30:])}")
+
+
+def _cell_pids(sweep_dir: Path) -> list[int]:
+    """Processes whose command line names this sweep folder, other than the sweep itself (Linux /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if f'hydra.run.dir="{sweep_dir}' in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+SLOW_CELL = ["trainer.max_epochs=50", "+trainer.limit_train_batches=20"]
+
+
+@pytest.mark.slow
+def test_a_resume_with_a_different_command_is_refused_and_shows_the_difference(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    first = sweep_cli("strategy=freeze", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    wrong = sweep_cli("strategy=finetune", "dataset.color=gray", "seed=0,1", f"hydra.sweep.dir={sweep}",
+                      "sweep.resume=true", timeout=120)  # fmt: skip
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    (line,) = [ln for ln in wrong.stderr.splitlines() if ln.startswith("translearn: error:")]
+    assert "different command" in line and "started with strategy=freeze" in line
+    assert "now dataset.color=gray strategy=finetune" in line
+    same = sweep_cli("seed=0,1", "strategy=freeze", f"hydra.sweep.dir={sweep}", "sweep.resume=true")
+    assert same.returncode == 0 and same.stdout.count("already complete, skipped") == 2
+
+
+@pytest.mark.slow
+def test_a_second_live_sweep_into_the_same_folder_is_refused_and_a_stale_lock_is_taken_over(
+    tmp_path: Path,
+) -> None:
+    sweep = tmp_path / "sweep"
+    first = _start("seed=0,1", *SLOW_CELL, f"hydra.sweep.dir={sweep}")
+    try:
+        _wait_for(first, "started")
+        second = sweep_cli(
+            "seed=0,1", *SLOW_CELL, f"hydra.sweep.dir={sweep}", "sweep.resume=true", timeout=120
+        )
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert f"another sweep (pid {first.pid} on " in second.stderr and "is running in" in second.stderr
+    finally:
+        first.send_signal(signal.SIGKILL)  # the sweep dies without releasing its lock
+        first.wait()
+    time.sleep(1.0)
+    assert (sweep / "sweep.lock").is_file()
+    third = sweep_cli(
+        "seed=0,1", *SLOW_CELL[:1], f"hydra.sweep.dir={sweep}", "sweep.resume=true", "trainer.max_epochs=1"
+    )
+    assert "taking over the stale lock" in third.stderr
+    assert not (sweep / "sweep.lock").exists()
+
+
+@pytest.mark.slow
+def test_killing_the_sweep_kills_its_cells(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = _start("seed=0,1", *SLOW_CELL, f"hydra.sweep.dir={sweep}")
+    _wait_for(proc, "started")
+    deadline = time.time() + 60
+    while not (pids := _cell_pids(sweep)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert pids, "no cell process found"
+    proc.send_signal(signal.SIGKILL)  # only the sweep process, as `kill -9 <pid>` or an OOM killer does
+    proc.wait()
+    deadline = time.time() + 20
+    while any(_alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in pids if _alive(p)], "cells outlived their sweep"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_queue_and_the_running_cell_and_leaves_the_sweep_resumable(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = [
+        "seed=0,1,2",
+        "trainer.max_epochs=3",
+        "+trainer.limit_train_batches=20",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    proc = _start(*args)
+    _wait_for(proc, "[0] 0_seed=0: started")
+    deadline = time.time() + 120
+    while not (sweep / "0_seed=0" / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends the sweep
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-3000:]
+    assert "started" not in out.split("interrupted", 1)[1]  # no cell started after the interrupt
+    assert not (sweep / "1_seed=1" / ".hydra").exists() and not (sweep / "2_seed=2" / ".hydra").exists()
+    assert not (sweep / "0_seed=0" / "failure.json").exists()  # stopped, not failed
+    resumed = sweep_cli(*args, "sweep.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (
+        "[0] 0_seed=0: started on" not in resumed.stdout and "0_seed=0: started (resuming)" in resumed.stdout
+    )
+    assert len(cells(sweep)) == 3
+
+
+@pytest.mark.slow
+def test_failed_cells_reach_hydra_as_failed_jobs(tmp_path: Path) -> None:
+    from hydra.core.utils import JobStatus
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.translearn_launcher.launcher import CellFailed, TranslearnLauncher, job_return
+
+    launcher = TranslearnLauncher()
+    launcher._stop = threading.Event()
+    launcher._running = {}
+    launcher._command = lambda overrides, cell_dir: [sys.executable, "-c", "import sys; sys.exit(3)"]
+    value = launcher._run_cell((0, [], tmp_path / "0_x", None), (), resume=False, stream=False)
+    assert isinstance(value, CellFailed) and "exit code 3" in str(value)
+    assert json.loads((tmp_path / "0_x" / "failure.json").read_text())["returncode"] == 3
+    failed = job_return(["seed=0"], OmegaConf.create({"hydra": {"job": {"name": "t"}}}), tmp_path, value)
+    assert failed.status == JobStatus.FAILED  # what Optuna, Ax or Nevergrad read as a failed trial
+    with pytest.raises(CellFailed, match="exit code 3"):
+        _ = failed.return_value
+    done = job_return(["seed=1"], OmegaConf.create({"hydra": {"job": {"name": "t"}}}), tmp_path, {"a": 1})
+    assert done.status == JobStatus.COMPLETED and done.return_value == {"a": 1}
+
+
+def test_cell_names_are_safe_for_any_value() -> None:
+    from translearn.sweep import safe_name
+
+    assert safe_name("model.weights=/data/w/r18.pth") == "model.weights=%2Fdata%2Fw%2Fr18.pth"
+    assert safe_name("x='a\"b'") == "x=%27a%22b%27"
+    assert safe_name("strategy=finetune,dataset.color=gray") == "strategy=finetune,dataset.color=gray"
+    long = safe_name("k=" + "v" * 500)
+    assert len(long.encode()) <= 200 and long != safe_name("k=" + "v" * 499)
+
+
+@pytest.mark.slow
+def test_a_swept_value_with_a_slash_stays_one_cell_folder(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    proc = sweep_cli("+tag=a/b,c", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(cells(sweep)) == ["0_+tag=a%2Fb", "1_+tag=c"]
+    assert "2 of 2 cells complete" in proc.stdout

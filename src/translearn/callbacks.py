@@ -55,8 +55,13 @@ class Throughput(pl.Callback):
         self.train_seconds = 0.0
         self.val_seconds = 0.0
         self.train_samples = 0
+        self.fit_seconds_before = 0.0  # wall seconds of the fits before a resume, from the checkpoint
         self._since: float | None = None
         self._val_since: float | None = None
+        self._fit_since: float | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_since = time.perf_counter()
 
     @property
     def train_img_per_s(self) -> float | None:
@@ -92,13 +97,16 @@ class Throughput(pl.Callback):
 
     # Kept in checkpoints, so a resumed run reports the whole run, not only the part after the resume.
     def state_dict(self) -> dict[str, float]:
+        fit = self.fit_seconds_before + (time.perf_counter() - self._fit_since if self._fit_since else 0.0)
         return {
             "train_seconds": self.train_seconds,
             "val_seconds": self.val_seconds,
             "samples": self.train_samples,
+            "fit_seconds": fit,
         }
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         self.train_seconds = float(state.get("train_seconds", 0.0))
         self.val_seconds = float(state.get("val_seconds", 0.0))
         self.train_samples = int(state.get("samples", 0))
+        self.fit_seconds_before = float(state.get("fit_seconds", 0.0))

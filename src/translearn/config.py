@@ -42,6 +42,10 @@ def register_resolvers() -> None:
         )
     if not OmegaConf.has_resolver("translearn.num_classes"):
         OmegaConf.register_new_resolver("translearn.num_classes", _num_classes)
+    if not OmegaConf.has_resolver("translearn.safe_name"):  # cell folder names (conf/hydra/default.yaml)
+        from translearn.sweep import safe_name
+
+        OmegaConf.register_new_resolver("translearn.safe_name", lambda name: safe_name(str(name)))
 
 
 def _num_classes(*, _parent_: DictConfig) -> int | None:

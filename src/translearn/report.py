@@ -38,11 +38,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from translearn.errors import UserError, exit_with
+from translearn.rundir import COMPLETE, INTERRUPTED, RunDir
+from translearn.storage import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-COMPLETE = "complete"
 ACC = "best_val_acc"  # the study's metric: best validation accuracy over the epochs
 REQUIRED_KEYS = ("dataset", "color", "strategy", "best_val_acc")
 # What the report writes into its folder; nothing else there is ever replaced or deleted.
@@ -118,14 +119,6 @@ def read_metrics(path: Path) -> dict[str, Any]:
     return data
 
 
-def _failure_reason(cell: Path) -> str:
-    try:
-        data = json.loads((cell / "failure.json").read_text())
-        return str(data.get("reason") or "failed (failure.json gives no reason)")
-    except (OSError, ValueError, AttributeError):
-        return "failed (failure.json is unreadable)"
-
-
 def _scan(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     """``metrics.json`` files, failed cell folders and unfinished run folders below ``root``."""
     metrics: list[Path] = []
@@ -190,9 +183,12 @@ def collect(
             if (key := cell.resolve()) in seen:
                 continue
             seen.add(key)
+            folder = RunDir(cell)
             if status == "failed":
-                reason = _failure_reason(cell)
-            elif (cell / "checkpoints" / "last.ckpt").is_file():
+                reason = str(
+                    (folder.failure() or {}).get("reason") or "failed (failure.json gives no reason)"
+                )
+            elif folder.status == INTERRUPTED:
                 reason = "interrupted; resume it with sweep.resume=true (or ckpt_path=last for a single run)"
             else:
                 reason = "no metrics.json: still running, or stopped before its first checkpoint"
@@ -530,12 +526,6 @@ def _problems(found: Collection | None, markdown: bool) -> list[str]:
     return lines
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    partial = path.with_name(path.name + ".partial")
-    write(partial)
-    os.replace(partial, path)  # a reader never sees half a file
-
-
 def _prepare_out(out: Path, force: bool) -> None:
     """Create the output folder, refusing to replace same-named files the report did not write."""
     if out.exists() and not out.is_dir():
@@ -675,12 +665,14 @@ def write_report(
     (out_dir / MANIFEST).write_text(json.dumps({**manifest, "time": time.time()}, indent=2) + "\n")
     table = summarize(found.runs, reference=reference)
     markdown = table_markdown(table, found, sources)
-    _write_atomic(out_dir / CSV_FILE, lambda p: p.write_text(results_csv(found.runs)))
-    _write_atomic(out_dir / TABLE_FILE, lambda p: p.write_text(markdown))
+    write_atomic(out_dir / CSV_FILE, results_csv(found.runs))
+    write_atomic(out_dir / TABLE_FILE, markdown)
     if plots:
         for name, make in ((ACC_PLOT, accuracy_figure), (PARAMS_PLOT, params_figure)):
             fig = make(table)
-            _write_atomic(out_dir / name, lambda p, fig=fig: fig.savefig(p, format="png"))
+            png = io.BytesIO()
+            fig.savefig(png, format="png")
+            write_atomic(out_dir / name, png.getvalue())
     return Report(found, table, out_dir, [out_dir / n for n in names], markdown)
 
 

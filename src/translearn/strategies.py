@@ -189,6 +189,12 @@ class FreezePlan:
             if (self.unfreeze[i] != NEVER if epoch is None else not self.frozen(i, epoch))
         ]
 
+    def trained_parameters(self, epochs: int) -> list[nn.Parameter]:
+        """The parameters that trained in at least one of the first ``epochs`` epochs."""
+        return [
+            p for i, params in enumerate(self.params) for p in params if self.unfreeze[i] < max(epochs, 1)
+        ]
+
     def apply_modes(self, epoch: int) -> None:
         """Put frozen stages in eval mode (``bn="frozen"``); call after every ``model.train()``."""
         if self.policy.bn != "frozen":

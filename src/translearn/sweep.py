@@ -15,35 +15,51 @@ skips the first, restarts the second, and continues interrupted cells from ``che
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from translearn.errors import UserError
+from translearn.rundir import COMPLETE, INTERRUPTED, PENDING, RunDir
+from translearn.storage import write_json
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-COMPLETE, FAILED, INTERRUPTED, PENDING = "complete", "failed", "interrupted", "pending"
-
 
 def run_packed(
-    cells: Sequence[T], devices: Sequence[int] | None, per_cell: int, run: Callable[[T, tuple[int, ...]], R]
+    cells: Sequence[T],
+    devices: Sequence[int] | None,
+    per_cell: int,
+    run: Callable[[T, tuple[int, ...]], R],
+    stop: threading.Event | None = None,
 ) -> list[R]:
     """Run every cell once, in parallel, each on ``per_cell`` devices that no other running cell holds.
 
     ``devices=None`` runs the cells one after another with no device assignment. Results come back in
     the cells' order. A cell that raises does not stop the others; its exception is re-raised at the end.
+    ``stop``: once set (Ctrl-C), ``run`` still sees every queued cell and is expected to skip it at once;
+    a KeyboardInterrupt in this thread sets it before it propagates.
     """
+    stop = stop or threading.Event()
     if devices is None:
-        return [run(cell, ()) for cell in cells]
+        results = []
+        for cell in cells:
+            try:
+                results.append(run(cell, ()))
+            except KeyboardInterrupt:
+                stop.set()
+                raise
+        return results
     if per_cell < 1 or len(devices) < per_cell:
         raise UserError(f"each cell needs {per_cell} device(s) but only {len(devices)} are available")
     free: queue.Queue[tuple[int, ...]] = queue.Queue()
@@ -58,9 +74,18 @@ def run_packed(
         finally:
             free.put(group)
 
-    with ThreadPoolExecutor(max_workers=slots) as pool:
-        futures = [pool.submit(worker, cell) for cell in cells]
-        return [f.result() for f in futures]
+    pool = ThreadPoolExecutor(max_workers=slots)
+    futures = [pool.submit(worker, cell) for cell in cells]
+    try:
+        results = [f.result() for f in futures]
+    except KeyboardInterrupt:
+        stop.set()  # queued cells return at once; the caller stops the running ones
+        for f in futures:
+            f.cancel()
+        pool.shutdown(wait=False)
+        raise
+    pool.shutdown()
+    return results
 
 
 def visible_gpus() -> list[int]:
@@ -87,62 +112,15 @@ def resolve_devices(devices: Any) -> list[int] | None:
     return [int(d) for d in devices]
 
 
-# --- cell state ----------------------------------------------------------------------------------
+# --- cells ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class Cell:
-    """One cell of a sweep: its folder and what it has left there."""
-
-    path: Path
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def metrics(self) -> dict[str, Any] | None:
-        try:
-            data = json.loads((self.path / "metrics.json").read_text())
-        except (OSError, ValueError):
-            return None
-        return data if data.get("status") == COMPLETE else None
-
-    def failure(self) -> dict[str, Any] | None:
-        try:
-            return json.loads((self.path / "failure.json").read_text())
-        except (OSError, ValueError):
-            return None
-
-    @property
-    def status(self) -> str:
-        if self.metrics() is not None:
-            return COMPLETE
-        if self.failure() is not None:
-            return FAILED
-        if (self.path / "checkpoints" / "last.ckpt").is_file():
-            return INTERRUPTED
-        return PENDING
-
-
-def record_failure(cell_dir: Path, reason: str, returncode: int | None = None) -> None:
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    data = {"status": FAILED, "reason": reason, "returncode": returncode, "time": time.time()}
-    (cell_dir / "failure.json").write_text(json.dumps(data, indent=2) + "\n")
-
-
-def clear_failure(cell_dir: Path) -> None:
-    """A rerun replaces translearn's own failure marker (kept as failure.previous.json)."""
-    marker = cell_dir / "failure.json"
-    if marker.exists():
-        os.replace(marker, cell_dir / "failure.previous.json")
-
-
-def sweep_cells(sweep_dir: Path) -> list[Cell]:
+def sweep_cells(sweep_dir: Path) -> list[RunDir]:
     """The cell folders of a sweep: every subfolder Hydra or translearn made a ``.hydra`` folder in."""
     if not sweep_dir.is_dir():
         return []
     cells = [
-        Cell(p)
+        RunDir(p)
         for p in sweep_dir.iterdir()
         if p.is_dir() and ((p / ".hydra").is_dir() or (p / "failure.json").exists())
     ]
@@ -153,6 +131,140 @@ def sweep_cells(sweep_dir: Path) -> list[Cell]:
             c.name,
         ),
     )
+
+
+def safe_name(name: str, limit: int = 200) -> str:
+    """A cell folder name for any swept value: ``/``, quotes and control characters escaped, length capped.
+
+    A ``/`` in a value would nest the cell folder (and the summary would miss it); a quote would break the
+    override the launcher passes to the cell. Names over ``limit`` bytes end in a hash of the whole name.
+    """
+    out = []
+    for ch in str(name):
+        if ch in "/\\'\"%" or ord(ch) < 32 or ch == "\x7f":
+            out.append(f"%{ord(ch):02X}")
+        else:
+            out.append(ch)
+    text = "".join(out) or "_"
+    if len(text.encode()) > limit:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:10]
+        text = text.encode()[: limit - 11].decode(errors="ignore") + "~" + digest
+    return text
+
+
+# --- sweep identity and exclusivity ---------------------------------------------------------------
+
+SWEEP_FILE, LOCK_FILE = "sweep.json", "sweep.lock"
+# Overrides that may differ between a sweep and its resume: they do not change any cell's result.
+RESUME_FREE = ("sweep.resume", "hydra.sweep.dir", "ckpt_path", "hydra.launcher.", "launcher")
+
+
+def command_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides that define a sweep's cells, normalised (sorted; resume-only keys dropped)."""
+    kept = []
+    for o in overrides:
+        key = o.lstrip("+~").split("=", 1)[0]
+        if key.startswith(RESUME_FREE) or key in RESUME_FREE:
+            continue
+        kept.append(o)
+    return sorted(kept)
+
+
+class SweepLock:
+    """The sweep folder's owner: one live sweep per folder; a crashed owner's lock is taken over.
+
+    The lock file holds the owner's pid and host. A second sweep into the same folder while the owner
+    lives is a one-line error; a lock whose owner is gone (same host, pid not running) is stale and taken
+    over with a warning. Another host's lock cannot be checked, so it is refused with the command to run
+    if that sweep is known to be dead.
+    """
+
+    def __init__(self, sweep_dir: Path):
+        self.path = Path(sweep_dir) / LOCK_FILE
+        self.held = False
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is not None and self._alive(owner):
+                    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("started", 0)))
+                    hint = (
+                        "wait for it, or stop it"
+                        if owner.get("host") == me["host"]
+                        else f"if it is dead, delete {self.path}"
+                    )
+                    raise UserError(
+                        f"another sweep (pid {owner.get('pid')} on {owner.get('host')}, started {when}) is "
+                        f"running in {self.path.parent}; {hint}, or choose another hydra.sweep.dir"
+                    ) from None
+                print(
+                    f"translearn: warning: taking over the stale lock of a sweep that died "
+                    f"(pid {(owner or {}).get('pid')}) in {self.path.parent}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            self.held = True
+            return
+        raise UserError(f"could not take the sweep lock {self.path}; another sweep keeps taking it")
+
+    def release(self) -> None:
+        if self.held:
+            owner = self._owner()
+            if owner is not None and owner.get("pid") == os.getpid():
+                self.path.unlink(missing_ok=True)
+            self.held = False
+
+    def _owner(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.path.read_text())
+            return data if isinstance(data, dict) else None
+        except (OSError, ValueError):
+            return None  # unreadable (cut by a crash mid-write): stale
+
+    @staticmethod
+    def _alive(owner: dict[str, Any]) -> bool:
+        if owner.get("host") != socket.gethostname():
+            return True  # another node: cannot tell, so never steal it
+        try:
+            os.kill(int(owner["pid"]), 0)
+        except (ProcessLookupError, KeyError, ValueError, TypeError):
+            return False
+        except PermissionError:
+            return True  # exists, owned by someone else
+        return True
+
+
+def check_identity(sweep_dir: Path, overrides: Sequence[str], resume: bool) -> None:
+    """Record the sweep's whole command; resuming with another one is a one-line error naming the change."""
+    command = command_overrides(overrides)
+    record = Path(sweep_dir) / SWEEP_FILE
+    stored = None
+    if record.is_file():
+        try:
+            stored = sorted(json.loads(record.read_text())["overrides"])
+        except (OSError, ValueError, KeyError, TypeError):
+            stored = None  # unreadable: rewritten below
+    if stored is not None and stored != command and resume:
+        gone = " ".join(o for o in stored if o not in command)
+        new = " ".join(o for o in command if o not in stored)
+        change = "; ".join(
+            part for part in (f"started with {gone}" if gone else "", f"now {new}" if new else "") if part
+        )
+        raise UserError(
+            f"sweep.resume=true with a different command than the sweep in {sweep_dir} was started "
+            f"with ({change}); rerun its own command, or choose another hydra.sweep.dir"
+        )
+    if stored is None:
+        write_json(record, {"overrides": command, "started": time.time(), "host": socket.gethostname()})
 
 
 def check_sweep_dir(sweep_dir: Path, resume: bool) -> None:
@@ -178,7 +290,10 @@ def report(sweep_dir: Path, print_fn: Callable[[str], None] = print) -> int:
                 f"train_seconds={m.get('train_seconds')}"
             )
         else:
-            reason = (cell.failure() or {}).get("reason", "no metrics.json: the cell did not finish")
+            reason = {
+                INTERRUPTED: "interrupted; rerun the same command with sweep.resume=true to continue it",
+                PENDING: "not started",
+            }.get(status) or str((cell.failure() or {}).get("reason", "failed"))
             print_fn(f"  {status.upper():7} {cell.name}  {reason}")
             bad.append(cell.name)
     done = len(cells) - len(bad)
@@ -187,6 +302,27 @@ def report(sweep_dir: Path, print_fn: Callable[[str], None] = print) -> int:
         + (f"; failed: {', '.join(bad)}" if bad else "")
     )
     return 1 if bad or not cells else 0
+
+
+def die_with_sweep() -> None:
+    """In a cell started by translearn's launcher: have the kernel SIGTERM this process when the sweep dies.
+
+    Set here, in the cell, rather than in ``Popen(preexec_fn=...)``, which is unsafe in the launcher's
+    threads. If the sweep is already gone, the cell stops at once.
+    """
+    parent = os.environ.pop("TRANSLEARN_SWEEP_PID", None)  # popped: the cell's own DDP ranks must not check
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):
+        raise SystemExit("translearn: error: the sweep that started this cell has ended")
 
 
 _print_lock = threading.Lock()

@@ -8,7 +8,7 @@ python -m translearn.train --help                            # every config grou
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import sys
 import time
@@ -27,9 +27,12 @@ from pytorch_lightning.utilities import rank_zero_info
 
 from translearn import features, sweep
 from translearn.callbacks import Throughput
+from translearn.checkpoints import AtomicCheckpointIO
 from translearn.config import one_line, register_resolvers, validate_command_line
 from translearn.errors import UserError, exit_with
 from translearn.pretrain import resolve_weights
+from translearn.rundir import COMPLETE, RunDir
+from translearn.storage import write_atomic
 from translearn.weights import parse_weights, preprocessing_for
 
 register_resolvers()
@@ -38,6 +41,14 @@ register_resolvers()
 def run(cfg: DictConfig) -> dict[str, Any]:
     """One training run of a composed config; returns what it writes to ``metrics.json``."""
     out = Path(cfg.paths.output_dir)
+    folder = RunDir(out)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last":
+        done = folder.metrics()
+        if done is not None:
+            rank_zero_info(f"translearn: {out} is already complete (metrics.json); nothing to resume")
+            return done
+        ckpt_path = str(folder.resume_checkpoint())
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     choice = parse_weights(
         cfg.model.get("library", "torchvision"), cfg.model.backbone, str(cfg.model.weights)
@@ -48,8 +59,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     policy = instantiate(cfg.strategy)
     model = instantiate(cfg.model, policy=policy, weights=resolve_weights(cfg))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
-    loggers = [_make_logger(c, out, cfg.get("ckpt_path")) for c in (cfg.get("logger") or {}).values() if c]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    resumed_from = Path(ckpt_path) if ckpt_path else None
+    loggers = [_make_logger(c, folder, resumed_from) for c in (cfg.get("logger") or {}).values() if c]
+    csv_history = _csv_history(loggers, resumed_from)
+    extra = cfg.trainer.get("plugins")
+    plugins = [*(instantiate(extra) if extra else []), AtomicCheckpointIO()]
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins
+    )
     cache_start = time.perf_counter()
     data, cache_line = features.maybe_cache(
         policy.cache_features, model, datamodule, cfg.paths.cache_dir, policy.cache_views, policy.cache_dtype,
@@ -61,8 +78,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         start = time.perf_counter()
-        trainer.fit(model, datamodule=data, ckpt_path=cfg.get("ckpt_path"))
-        train_seconds = time.perf_counter() - start
+        try:
+            trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+        finally:
+            _merge_csv_history(csv_history)
+        clock = next((c for c in trainer.callbacks if isinstance(c, Throughput)), None)
+        # The seconds of the fits before a resume (from the checkpoint) count too.
+        train_seconds = time.perf_counter() - start + (clock.fit_seconds_before if clock else 0.0)
         if trainer.interrupted:
             raise UserError(
                 "training was interrupted; rerun with ckpt_path=last and the same hydra.run.dir to resume"
@@ -80,7 +102,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
         checkpoint = trainer.checkpoint_callback
         best_score = getattr(checkpoint, "best_model_score", None)
-        trainable = sum(p.numel() for p in model.plan.trainable_parameters())
+        # What trained in the epochs that ran: a gradual stage scheduled after the last epoch did not.
+        trainable = sum(p.numel() for p in model.plan.trained_parameters(epochs))
         total = sum(p.numel() for p in model.parameters())
         metrics = {
             "dataset": cfg.dataset.name, "color": cfg.dataset.color, "gray_mode": cfg.dataset.gray_mode,
@@ -104,7 +127,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "sweep_id": cfg.get("sweep", {}).get("id"), "run_dir": str(out), "status": "complete",
         }  # fmt: skip
         if trainer.is_global_zero:
-            _write_json(out / "metrics.json", metrics)
+            folder.write_metrics(metrics)
             _print_summary(metrics)
             _wandb_summary(loggers, metrics)
         return metrics
@@ -125,15 +148,59 @@ def _throughput(trainer: pl.Trainer) -> dict[str, float | None]:
     }
 
 
-def _make_logger(logger_cfg: DictConfig, out: Path, ckpt_path: str | None) -> Any:
+def _make_logger(logger_cfg: DictConfig, folder: RunDir, resumed_from: Path | None) -> Any:
     """Instantiate a logger; a resumed W&B run continues the run id stored in its checkpoint."""
-    if str(logger_cfg.get("_target_", "")).endswith("WandbLogger") and ckpt_path:
-        ckpt = out / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
-        if ckpt.is_file():
-            stored = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("wandb_run_id")
-            if stored:
-                return instantiate(logger_cfg, id=stored, resume="allow")
+    if str(logger_cfg.get("_target_", "")).endswith("WandbLogger") and resumed_from is not None:
+        stored = folder.wandb_run_id(resumed_from)
+        if stored:
+            return instantiate(logger_cfg, id=stored, resume="allow")
     return instantiate(logger_cfg)
+
+
+def _csv_history(
+    loggers: list[Any], resumed_from: Path | None
+) -> tuple[Path, list[dict[str, str]], int] | None:
+    """A resumed run's earlier CSV rows, which Lightning's CSVLogger would overwrite, and the resume epoch."""
+    from pytorch_lightning.loggers import CSVLogger
+
+    csv = next((lg for lg in loggers if isinstance(lg, CSVLogger)), None)
+    if csv is None or resumed_from is None:
+        return None
+    file = Path(csv.log_dir) / "metrics.csv"
+    if not file.is_file():
+        return None
+    import csv as csvlib
+
+    epoch = (
+        int(torch.load(resumed_from, map_location="cpu", weights_only=True, mmap=True).get("epoch", 0)) + 1
+    )
+    with open(file, newline="") as f:
+        rows = [
+            r for r in csvlib.DictReader(f) if r.get("epoch", "") != "" and int(float(r["epoch"])) < epoch
+        ]
+    return file, rows, epoch
+
+
+def _merge_csv_history(history: tuple[Path, list[dict[str, str]], int] | None) -> None:
+    """Put the epochs before the resume back in front of the resumed run's rows (written atomically)."""
+    if not history:
+        return
+    import csv as csvlib
+    import io
+
+    file, before, epoch = history
+    after: list[dict[str, str]] = []
+    if file.is_file():
+        with open(file, newline="") as f:
+            after = [
+                r for r in csvlib.DictReader(f) if r.get("epoch", "") == "" or int(float(r["epoch"])) >= epoch
+            ]
+    keys = list(dict.fromkeys(k for row in [*before, *after] for k in row))
+    text = io.StringIO()
+    writer = csvlib.DictWriter(text, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows([*before, *after])
+    write_atomic(file, text.getvalue())
 
 
 def _replicas_in_sync(trainer: pl.Trainer, model: pl.LightningModule) -> bool | None:
@@ -163,25 +230,42 @@ def _wandb_summary(loggers: list[Any], metrics: dict[str, Any]) -> None:
             logger.experiment.summary.update({k: metrics[k] for k in keys})
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(partial, path)  # a reader never sees half a file
-
-
 def _print_summary(m: dict[str, Any]) -> None:
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
-    print(
-        f"\ntranslearn: {m['dataset']}/{m['color']} {m['strategy']} (bn={m['bn']}) {m['backbone']} "
+    lines = [
+        f"translearn: {m['dataset']}/{m['color']} {m['strategy']} (bn={m['bn']}) {m['backbone']} "
         f"weights={m['weights']}: best_val_acc={pct(m['best_val_acc'])} val_acc={pct(m['val_acc'])} "
         f"test_acc={pct(m['test_acc'])} train_seconds={m['train_seconds']} "
         f"trainable_params={m['trainable_params']:,}/{m['total_params']:,}",
-        flush=True,
-    )
-    print(f"translearn: run directory {m['run_dir']}", flush=True)
+        f"translearn: run directory {m['run_dir']}",
+    ]
+    print("\n" + "\n".join(lines), flush=True)
+    for line in lines:
+        logging.getLogger("translearn.run").info(line)  # the run's log file only (see _log_to_run_file)
+
+
+def _log_to_run_file() -> None:
+    """Lightning's loggers (and translearn's lines, which go through them) also write the run's log file.
+
+    Hydra gives the root logger a file handler (``<run dir>/train.log``), but Lightning's loggers keep
+    their own console handler and do not propagate, so without this the file stays empty.
+    """
+    files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    own = logging.getLogger("translearn.run")  # lines printed to the console, copied to the file
+    own.propagate = False
+    own.setLevel(logging.INFO)
+    for handler in files:
+        if handler not in own.handlers:
+            own.addHandler(handler)
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        if logger.propagate:
+            continue  # its records reach the root's file handler already
+        for handler in files:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
 
 
 def _finish_wandb() -> None:
@@ -207,11 +291,23 @@ def instantiate(node: Any, **kwargs: Any) -> Any:
 def _hydra_main(cfg: DictConfig) -> float | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         return _in_process_cell(cfg)
+    folder = RunDir(Path(cfg.paths.output_dir))
+    folder.clear_failure()
+    _log_to_run_file()
     try:
         metrics = run(cfg)
     except UserError as exc:
+        _record_failure(folder, str(exc))
         exit_with(str(exc))
+    except Exception as exc:  # recorded, so the report says "failed", not "still running"; then the traceback
+        _record_failure(folder, one_line(exc))
+        raise
     return metrics["best_val_acc"]
+
+
+def _record_failure(folder: RunDir, reason: str) -> None:
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and folder.path.is_dir():
+        folder.record_failure(reason)
 
 
 def _in_process_cell(cfg: DictConfig) -> float | None:
@@ -219,13 +315,14 @@ def _in_process_cell(cfg: DictConfig) -> float | None:
 
     A failing cell leaves ``failure.json`` and lets the sweep go on; ``main`` reports it at the end.
     """
-    cell = sweep.Cell(Path(cfg.paths.output_dir))
-    if cfg.sweep.resume and cell.status == sweep.COMPLETE:
+    cell = RunDir(Path(cfg.paths.output_dir))
+    _log_to_run_file()
+    if cfg.sweep.resume and cell.status == COMPLETE:
         return (cell.metrics() or {}).get("best_val_acc")
-    if cfg.sweep.resume and (cell.path / "checkpoints" / "last.ckpt").is_file():
+    if cfg.sweep.resume and cell.checkpoint_files():
         with open_dict(cfg):
             cfg.ckpt_path = "last"
-    sweep.clear_failure(cell.path)
+    cell.clear_failure()
     strategy = str(cfg.trainer.get("strategy", ""))
     try:
         if "ddp" in strategy and "spawn" not in strategy and "SLURM_NTASKS" not in os.environ:
@@ -236,7 +333,7 @@ def _in_process_cell(cfg: DictConfig) -> float | None:
         return run(cfg)["best_val_acc"]
     except Exception as exc:  # one cell's failure must not end the sweep
         reason = str(exc) if isinstance(exc, UserError) else one_line(exc)
-        sweep.record_failure(cell.path, reason)
+        cell.record_failure(reason)
         print(f"translearn: error: cell {cell.name} failed: {reason}", file=sys.stderr, flush=True)
         return None
 
@@ -244,24 +341,45 @@ def _in_process_cell(cfg: DictConfig) -> float | None:
 def main() -> None:
     """Console entry point (``translearn-train``): validate the command line in one line, then run Hydra.
 
-    With ``-m`` the sweep folder is fixed here (so it is known afterwards, and W&B groups by its name);
-    after the sweep, every cell is listed and the exit code is non-zero if any failed.
+    With ``-m`` the sweep folder is fixed here (so it is known afterwards, and W&B groups by its name),
+    claimed (one live sweep per folder, the same command on resume), and after the sweep every cell is
+    listed and the exit code is non-zero if any failed.
     """
+    sweep.die_with_sweep()  # a cell of translearn's launcher ends with its sweep
     try:
         info = validate_command_line(sys.argv[1:])
     except UserError as exc:
         exit_with(str(exc))
-    if info.multirun and info.output_dir:
-        if not info.pinned_sweep_dir:
-            sys.argv.append(f"hydra.sweep.dir={info.output_dir}")
-        if not any(a.startswith(("sweep.id=", "++sweep.id=")) for a in sys.argv):
-            sys.argv.append(f"++sweep.id={Path(info.output_dir).name}")
-        # Cell folders are named by what varies across the grid, not by every override on the line.
-        excluded = [*info.fixed_keys, *info.excluded_keys]
-        sys.argv.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded)}]")
-    _hydra_main()
-    if info.multirun and info.output_dir:
-        raise SystemExit(sweep.report(Path(info.output_dir)))
+    if not (info.multirun and info.output_dir):
+        _hydra_main()
+        return
+    sweep_dir = Path(info.output_dir)
+    lock = sweep.SweepLock(sweep_dir)
+    try:
+        lock.acquire()
+        sweep.check_identity(sweep_dir, [a for a in sys.argv[1:] if not a.startswith("-")], info.resume)
+    except UserError as exc:
+        lock.release()
+        exit_with(str(exc))
+    if not info.pinned_sweep_dir:
+        sys.argv.append(f"hydra.sweep.dir={info.output_dir}")
+    if not any(a.startswith(("sweep.id=", "++sweep.id=")) for a in sys.argv):
+        sys.argv.append(f"++sweep.id={sweep_dir.name}")
+    # Cell folders are named by what varies across the grid, not by every override on the line; the
+    # whole command is in sweep.json, and a resume must repeat it.
+    excluded = [*info.fixed_keys, *info.excluded_keys]
+    sys.argv.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded)}]")
+    code = 0
+    try:
+        _hydra_main()
+    except SystemExit as exc:  # Hydra exits 1 after a failed cell (its one line is already printed)
+        code = exc.code if isinstance(exc.code, int) else 1
+    except KeyboardInterrupt:
+        code = 130
+        print("translearn: sweep interrupted; every cell can be resumed with sweep.resume=true", flush=True)
+    finally:
+        lock.release()
+    raise SystemExit(max(sweep.report(sweep_dir), code))
 
 
 if __name__ == "__main__":

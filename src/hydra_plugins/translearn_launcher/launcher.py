@@ -6,7 +6,9 @@ group). Why a process per cell, and how devices are packed: see :mod:`translearn
 
 # No `from __future__ import annotations`: Hydra loads plugin modules outside sys.modules, where
 # dataclasses cannot resolve string annotations.
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -19,19 +21,21 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
-from translearn.sweep import (
-    COMPLETE,
-    Cell,
-    clear_failure,
-    record_failure,
-    resolve_devices,
-    run_packed,
-    say,
-)
+from translearn.rundir import COMPLETE, RunDir
+from translearn.sweep import resolve_devices, run_packed, say
+
+
+class CellFailed(CompactHydraException):
+    """A failed cell, as Hydra's sweepers see it: its JobReturn fails with this one-line reason."""
+
+
+class _Stopped(Exception):
+    """The sweep was interrupted before this cell started, or while it ran."""
 
 
 @dataclass
@@ -78,22 +82,42 @@ class TranslearnLauncher(Launcher):
             f"translearn: sweep {self.config.hydra.sweep.dir}: {len(jobs)} cells"
             + (f" on devices {devices}, {self.gpus_per_cell} per cell" if devices is not None else "")
         )
-        values = run_packed(
-            jobs, devices, self.gpus_per_cell, lambda job, group: self._run_cell(job, group, resume, stream)
-        )
-        returns = []
-        for (_, overrides, cell_dir, cfg), value in zip(jobs, values, strict=True):
-            ret = JobReturn(
-                overrides=overrides,
-                cfg=cfg,
-                hydra_cfg=cfg,
-                working_dir=str(cell_dir),
-                task_name=str(cfg.hydra.job.name),
-                status=JobStatus.COMPLETED,
+        self._stop = threading.Event()
+        self._running: dict[int, subprocess.Popen] = {}
+        try:
+            values = run_packed(
+                jobs,
+                devices,
+                self.gpus_per_cell,
+                lambda job, group: self._run_cell(job, group, resume, stream),
+                stop=self._stop,
             )
-            ret.return_value = value  # failures are reported by translearn.train from the cells' folders
-            returns.append(ret)
-        return returns
+        except KeyboardInterrupt:
+            self._interrupt()
+            raise
+        return [
+            job_return(overrides, cfg, cell_dir, value)
+            for (_, overrides, cell_dir, cfg), value in zip(jobs, values, strict=True)
+        ]
+
+    def _interrupt(self) -> None:
+        """Ctrl-C: start no more cells, stop the running ones (each keeps its last checkpoint), then exit."""
+        self._stop.set()
+        running = list(self._running.values())
+        say(
+            f"translearn: interrupted: stopping {len(running)} running cell(s); queued cells will not "
+            "start. Rerun the same command with sweep.resume=true to continue."
+        )
+        for proc in running:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGINT)  # Lightning stops at the next batch
+        for proc in running:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
 
     def _command(self, overrides: list[str], cell_dir: Path) -> list[str]:
         assert self.config is not None
@@ -107,16 +131,19 @@ class TranslearnLauncher(Launcher):
         # Quoted: cell folder names hold "=" and ",", which the override grammar would parse.
         return [sys.executable, "-m", "translearn.train", *flags, *overrides, f'hydra.run.dir="{cell_dir}"']
 
-    def _run_cell(self, job: tuple, group: tuple, resume: bool, stream: bool) -> dict | None:
+    def _run_cell(self, job: tuple, group: tuple, resume: bool, stream: bool) -> Any:
+        """The cell's metrics, or the exception that its JobReturn carries (it never raises)."""
         idx, overrides, cell_dir, _ = job
-        cell = Cell(cell_dir)
+        cell = RunDir(cell_dir)
+        if self._stop.is_set():
+            return _Stopped(f"cell {cell.name} not started: the sweep was interrupted")
         if resume and cell.status == COMPLETE:
             say(f"translearn: [{idx}] {cell.name}: already complete, skipped")
             return cell.metrics()
-        extra = ["ckpt_path=last"] if resume and (cell_dir / "checkpoints").is_dir() else []
-        clear_failure(cell_dir)
+        extra = ["ckpt_path=last"] if resume and cell.checkpoint_files() else []
+        cell.clear_failure()
         cell_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TRANSLEARN_SWEEP_PID": str(os.getpid())}
         if group:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in group)
         where = f" on device(s) {','.join(map(str, group))}" if group else ""
@@ -131,7 +158,12 @@ class TranslearnLauncher(Launcher):
                 stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
+                # Its own session: a terminal's Ctrl-C reaches the sweep, which stops the queue first and
+                # then the cells (and their DDP ranks: the whole group). TRANSLEARN_SWEEP_PID: the cell
+                # asks the kernel to end it when the sweep dies (translearn.sweep.die_with_sweep).
+                start_new_session=True,
             )
+            self._running[idx] = proc
             assert proc.stderr is not None
 
             def pump() -> (
@@ -145,16 +177,42 @@ class TranslearnLauncher(Launcher):
             reader.start()
             code = proc.wait()
             reader.join()
+            self._running.pop(idx, None)
         metrics = cell.metrics()
         if code == 0 and metrics is not None:
             acc = metrics.get("best_val_acc")
             shown = None if acc is None else round(acc, 4)
             say(f"translearn: [{idx}] {cell.name}: complete, best_val_acc={shown}")
             return metrics
+        if self._stop.is_set():  # stopped by Ctrl-C: resumable from its checkpoint, not a failure
+            say(f"translearn: [{idx}] {cell.name}: stopped (resumable)")
+            return _Stopped(f"cell {cell.name} stopped: the sweep was interrupted")
         reason = _reason(list(tail), code)
-        record_failure(cell_dir, reason, code)
+        if cell.failure() is None:  # the cell records its own failure; a crash or a kill cannot
+            cell.record_failure(reason, code)
+        else:
+            reason = str(cell.failure().get("reason", reason))
         say(f"translearn: [{idx}] {cell.name}: FAILED ({reason})")
-        return None
+        return CellFailed(f"translearn: error: cell {cell.name} failed: {reason}")
+
+
+def job_return(overrides: list, cfg: DictConfig, cell_dir: Path, value: Any) -> JobReturn:
+    """What Hydra's sweeper sees of a cell: COMPLETED with its metrics, or FAILED with why.
+
+    Optuna, Ax and Nevergrad read a FAILED job as a failed trial; Hydra's basic sweeper raises its
+    exception (a one-line CompactHydraException) once the batch is done, and translearn.train then lists
+    every cell.
+    """
+    ret = JobReturn(
+        overrides=overrides,
+        cfg=cfg,
+        hydra_cfg=cfg,
+        working_dir=str(cell_dir),
+        task_name=str(cfg.hydra.job.name),
+    )
+    ret.status = JobStatus.FAILED if isinstance(value, BaseException) else JobStatus.COMPLETED
+    ret.return_value = value
+    return ret
 
 
 def _reason(lines: list[str], code: int) -> str:

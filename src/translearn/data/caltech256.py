@@ -77,11 +77,16 @@ class Caltech256DataModule(PreparedDataModule):
 
     @classmethod
     def download(cls, root: Path) -> None:
-        if (root / "caltech256" / CATEGORIES).is_dir():
-            print(
-                f"translearn: {root / 'caltech256' / CATEGORIES} already exists; not downloading again",
-                flush=True,
-            )
+        from translearn.data.download import cut_short, extract_tar, marker
+
+        folder = root / "caltech256"
+        tar = folder / f"{CATEGORIES}.tar"
+        if (folder / CATEGORIES).is_dir() and not cut_short(folder, tar.name):
+            print(f"translearn: {folder / CATEGORIES} already exists; not downloading again", flush=True)
+            return
+        if tar.is_file():  # downloaded before; the extraction was cut short
+            print(f"translearn: finishing the extraction of {tar}", flush=True)
+            extract_tar(tar, folder)
             return
         from torchvision.datasets import Caltech256
 
@@ -93,3 +98,5 @@ class Caltech256DataModule(PreparedDataModule):
             raise UserError(
                 f"downloading Caltech256 failed ({message}); {MANUAL.format(root=root)}"
             ) from None
+        if tar.is_file():
+            marker(tar, folder).write_text(f"{tar.name} unpacked completely\n")

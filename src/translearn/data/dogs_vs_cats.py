@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-from translearn.data.download import fetch_kaggle
+from translearn.data.download import cut_short, fetch_kaggle
 from translearn.data.prepare import PreparedDataModule, Scan, images_in
 from translearn.data.splits import Entry
 
@@ -51,7 +51,7 @@ class DogsVsCatsDataModule(PreparedDataModule):
 
     @classmethod
     def download(cls, root: Path) -> None:
-        if (root / "train").is_dir():
+        if (root / "train").is_dir() and not cut_short(root, KAGGLE_REF + ".zip", "train.zip"):
             print(f"translearn: {root / 'train'} already exists; not downloading again", flush=True)
             return
         fetch_kaggle(

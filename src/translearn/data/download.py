@@ -2,7 +2,10 @@
 
 Only ``python -m translearn.data prepare DATASET --download`` calls these; training never downloads.
 Downloads go to a ``.partial`` file first and are unpacked only once complete, so an interrupted
-download leaves nothing that looks like data. Existing files are never overwritten.
+download leaves nothing that looks like data. Each member is unpacked to a temporary name and renamed,
+and a ``.<archive>.complete`` marker is written once every member is out: an extraction cut short is
+detected by its missing marker and finished, never taken for the whole dataset. Existing files are
+never overwritten.
 """
 
 from __future__ import annotations
@@ -29,8 +32,24 @@ def _writable(root: Path) -> None:
         raise UserError(f"cannot write into {root}; pass a writable --root")
 
 
+def marker(archive: Path, dest: Path) -> Path:
+    """The file that says every member of ``archive`` is unpacked into ``dest``."""
+    return dest / f".{archive.name}.complete"
+
+
+def cut_short(root: Path, *archive_names: str) -> list[str]:
+    """The archives in ``root`` whose extraction never finished (present, but no completion marker)."""
+    return [
+        name for name in archive_names if (root / name).is_file() and not marker(root / name, root).is_file()
+    ]
+
+
 def extract_zip(archive: Path, dest: Path) -> None:
-    """Unpack ``archive`` into ``dest``, refusing members that would land outside it or overwrite a file."""
+    """Unpack ``archive`` into ``dest``, refusing members that would land outside it or overwrite a file.
+
+    Rerun after a kill, it unpacks what is missing: finished members are whole (renamed into place), so
+    a file already there is either one of them or the user's, and is kept either way.
+    """
     with zipfile.ZipFile(archive) as zf:
         bad = zf.testzip()
         if bad is not None:
@@ -42,9 +61,45 @@ def extract_zip(archive: Path, dest: Path) -> None:
                 raise UserError(
                     f"{archive} holds a member outside its folder ({member.filename}); not unpacking"
                 )
-            if not member.is_dir() and target.exists():
+            if member.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            if target.exists():
                 continue  # never overwrite what the user already has
-            zf.extract(member, dest)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.partial")
+            with zf.open(member) as src, open(partial, "wb") as out:
+                shutil.copyfileobj(src, out, CHUNK)
+            os.replace(partial, target)
+    marker(archive, dest).write_text(f"{archive.name} unpacked completely\n")
+
+
+def extract_tar(archive: Path, dest: Path) -> None:
+    """:func:`extract_zip` for a tar archive: regular files and folders only, each renamed into place."""
+    import tarfile
+
+    base = dest.resolve()
+    try:
+        with tarfile.open(archive) as tf:
+            for member in tf:
+                target = (dest / member.name).resolve()
+                if base not in (target, *target.parents) or not (member.isfile() or member.isdir()):
+                    continue  # links, devices and escaping paths are never unpacked
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                if target.exists():
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                partial = target.with_name(f".{target.name}.partial")
+                source = tf.extractfile(member)
+                assert source is not None
+                with source, open(partial, "wb") as out:
+                    shutil.copyfileobj(source, out, CHUNK)
+                os.replace(partial, target)
+    except tarfile.TarError as exc:
+        raise UserError(f"{archive} is corrupt ({exc}); delete it and download again") from None
+    marker(archive, dest).write_text(f"{archive.name} unpacked completely\n")
 
 
 def fetch_zip(url: str, root: Path, sha256: str | None, name: str) -> Path:
@@ -107,20 +162,25 @@ def fetch_kaggle(kind: str, ref: str, root: Path, manual: str, inner_zips: tuple
 
     ``manual`` is the one-line fallback instruction shown when the CLI is missing or not configured.
     """
-    exe = shutil.which("kaggle")
-    if exe is None or not kaggle_configured():
-        why = "the kaggle CLI is not installed" if exe is None else "the kaggle CLI has no credentials"
-        raise UserError(
-            f"{why} (pip install kaggle, then put your API token in ~/.kaggle/kaggle.json); or {manual}"
-        )
-    _writable(root)
-    flag = {"datasets": "-d", "competitions": "-c"}[kind]
-    print(f"translearn: kaggle {kind} download {ref} into {root}", flush=True)
-    proc = subprocess.run([exe, kind, "download", flag, ref, "-p", str(root)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise UserError(f"kaggle download of {ref} failed: {last[0]}; or {manual}")
     archive = root / f"{ref.rsplit('/', 1)[-1]}.zip"  # the name the kaggle CLI gives the download
+    if archive.is_file():  # downloaded before; its extraction was cut short
+        print(f"translearn: finishing the extraction of {archive}", flush=True)
+    else:
+        exe = shutil.which("kaggle")
+        if exe is None or not kaggle_configured():
+            why = "the kaggle CLI is not installed" if exe is None else "the kaggle CLI has no credentials"
+            raise UserError(
+                f"{why} (pip install kaggle, then put your API token in ~/.kaggle/kaggle.json); or {manual}"
+            )
+        _writable(root)
+        flag = {"datasets": "-d", "competitions": "-c"}[kind]
+        print(f"translearn: kaggle {kind} download {ref} into {root}", flush=True)
+        proc = subprocess.run(
+            [exe, kind, "download", flag, ref, "-p", str(root)], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise UserError(f"kaggle download of {ref} failed: {last[0]}; or {manual}")
     if not archive.is_file():
         raise UserError(f"kaggle reported success but {archive} is missing; or {manual}")
     extract_zip(archive, root)

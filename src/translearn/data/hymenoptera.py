@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from translearn.data.download import fetch_zip
+from translearn.data.download import cut_short, fetch_zip
 from translearn.data.prepare import PreparedDataModule, Scan, class_folder_scan, merge
 from translearn.data.splits import Entry, assign_splits
 
@@ -48,7 +48,7 @@ class HymenopteraDataModule(PreparedDataModule):
 
     @classmethod
     def download(cls, root: Path) -> None:
-        if (root / FOLDER / "train").is_dir():
+        if (root / FOLDER / "train").is_dir() and not cut_short(root, "hymenoptera_data.zip"):
             print(f"translearn: {root / FOLDER} already exists; not downloading again", flush=True)
             return
         fetch_zip(URL, root, SHA256, name="hymenoptera_data.zip")

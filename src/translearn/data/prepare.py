@@ -41,6 +41,7 @@ from translearn.data.base import SPLITS, DatasetIndex, ImageDataModule
 from translearn.data.images import IMAGE_EXTENSIONS, JUNK_NAMES, is_image_name, load_rgb
 from translearn.data.splits import SPLIT_RULES, Entry, assign_splits, natural_key
 from translearn.errors import UserError
+from translearn.storage import write_atomic
 
 INDEX_VERSION = 1
 # Above this many files to decode, verification runs on threads (Pillow releases the GIL while decoding).
@@ -97,6 +98,19 @@ def list_dir(folder: Path) -> list[os.DirEntry]:
         raise UserError(f"{folder} is not a folder") from None
 
 
+def undecodable(name: str) -> str | None:
+    """A file name that is not UTF-8 (os.scandir hands its bytes over as surrogates): its printable form.
+
+    Such names cannot go into the index or the report, which are UTF-8 JSON, so the file is skipped and
+    listed under this form (bad bytes as ``\\xNN``).
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return None
+
+
 def is_dir(entry: os.DirEntry) -> bool:
     """Symlinked folders count as folders; a dangling link does not."""
     try:
@@ -114,8 +128,26 @@ def image_name(name: str) -> bool:
     return not is_junk(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def _links_above(link: str, root: Path) -> bool:
+    """A folder link to the dataset root or above it: following it would relabel every class's images."""
+    target, base = os.path.realpath(link), os.path.realpath(root)
+    return base == target or base.startswith(target.rstrip(os.sep) + os.sep)
+
+
+def _links_into_dataset(link: str, root: Path, top: str) -> bool:
+    """A followed folder link that leads to the dataset root, above it, or into another class's folder."""
+    target, base = os.path.realpath(link), os.path.realpath(root)
+    inside = target.startswith(base + os.sep)
+    own = target == top or target.startswith(top + os.sep)
+    return _links_above(link, root) or (inside and not own)
+
+
 def images_in(
-    folder: Path, root: Path, recursive: bool = False, _seen: set[str] | None = None
+    folder: Path,
+    root: Path,
+    recursive: bool = False,
+    _seen: set[str] | None = None,
+    top: str | None = None,
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """(image paths, ignored entries) under ``folder``, relative to ``root``; symlinked folders followed.
 
@@ -134,9 +166,16 @@ def images_in(
         name = entry.name
         if is_junk(name):
             continue
+        if (shown := undecodable(name)) is not None:
+            ignored.append(((undecodable(prefix) or prefix) + shown, "file name is not valid UTF-8"))
+            continue
         if is_dir(entry):
-            if recursive:
-                sub_images, sub_ignored = images_in(Path(entry.path), root, True, seen)
+            if recursive and entry.is_symlink() and _links_into_dataset(entry.path, root, top or real):
+                ignored.append(
+                    (f"{prefix}{name}/", "symlink back into the dataset (its images belong to other classes)")
+                )
+            elif recursive:
+                sub_images, sub_ignored = images_in(Path(entry.path), root, True, seen, top or real)
                 images += sub_images
                 ignored += sub_ignored
             else:
@@ -156,6 +195,15 @@ def class_folder_scan(
     for entry in list_dir(folder):
         path = Path(entry.path)
         if is_junk(entry.name) or entry.name in skip:
+            continue
+        if (shown := undecodable(entry.name)) is not None:
+            where = undecodable(relative(folder, root)) or relative(folder, root)
+            scan.ignored.append((f"{where}/{shown}".lstrip("./"), "file name is not valid UTF-8"))
+            continue
+        if is_dir(entry) and entry.is_symlink() and _links_above(entry.path, root):
+            scan.ignored.append(
+                (relative(path, root) + "/", "symlink back into the dataset (would relabel images)")
+            )
             continue
         if not is_dir(entry):
             reason = (
@@ -256,9 +304,7 @@ def verify_files(root: Path, rels: Sequence[str], cache_file: Path, reverify: bo
 
 def write_json(path: Path, data: Any) -> None:
     """Atomic: a reader (another rank, another sweep cell) never sees half a file."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    os.replace(partial, path)
+    write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
 
 
 # --- class selection --------------------------------------------------------------------------------
@@ -537,7 +583,15 @@ class PreparedDataModule(ImageDataModule):
                 report_path=self.report_path,
                 digest=digest,
             )
-            self.report_path.write_text(self.report(result), encoding="utf-8")
+            write_atomic(self.report_path, self.report(result))
+            unseen = [c for c, n in per_class.items() if sum(n.values()) and not n["val"]]
+            if unseen:
+                shown = ", ".join(f"{c} ({sum(per_class[c].values())} images)" for c in unseen[:5])
+                more = f" and {len(unseen) - 5} more" if len(unseen) > 5 else ""
+                warn_once(
+                    f"{self.name}: {len(unseen)} class(es) get no validation images under "
+                    f"split={self.split_name()}: {shown}{more}; validation accuracy says nothing about them"
+                )
             if not usable:
                 raise UserError(
                     f"{self.name}: no readable images under {self.root} ({len(excluded)} files failed "

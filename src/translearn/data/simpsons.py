@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from translearn.data.download import fetch_kaggle
+from translearn.data.download import cut_short, fetch_kaggle
 from translearn.data.prepare import PreparedDataModule, Scan, class_folder_scan, images_in, subfolders
 from translearn.data.splits import Entry
 from translearn.errors import UserError
@@ -114,7 +114,7 @@ class SimpsonsDataModule(PreparedDataModule):
 
     @classmethod
     def download(cls, root: Path) -> None:
-        if (root / TRAIN_FOLDER).is_dir():
+        if (root / TRAIN_FOLDER).is_dir() and not cut_short(root, KAGGLE_REF.rsplit("/", 1)[-1] + ".zip"):
             print(f"translearn: {root / TRAIN_FOLDER} already exists; not downloading again", flush=True)
             return
         fetch_kaggle("datasets", KAGGLE_REF, root, manual=MANUAL.format(root=root))

@@ -1,0 +1,165 @@
+"""One run folder, read and written in one place: its status, result, failure record and checkpoints.
+
+A run folder is a single run's ``hydra.run.dir`` or one cell of a sweep. It is always in exactly one state:
+
+* ``complete``: ``metrics.json`` with ``"status": "complete"`` (written last, atomically);
+* ``failed``: ``failure.json`` says why (the cell recorded it itself, or its launcher did);
+* ``interrupted``: a checkpoint to resume from, and no result;
+* ``pending``: nothing yet.
+
+``translearn.train`` (single runs and in-process cells), the launcher, the sweep summary, ``sweep.resume``
+and ``translearn.report`` all ask this type, so they cannot disagree about when a run is done or resumable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from translearn.errors import UserError
+from translearn.storage import write_json
+
+COMPLETE, FAILED, INTERRUPTED, PENDING = "complete", "failed", "interrupted", "pending"
+
+
+def readable_checkpoint(path: Path) -> str | None:
+    """None if ``path`` loads as a checkpoint (weights_only, memory-mapped: cheap); else why not."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # truncated zip, bytes that are not a checkpoint, unsafe pickle, I/O error
+        return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    if not isinstance(state, dict) or "state_dict" not in state:
+        return "it holds no state_dict"
+    return None
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run folder and everything translearn keeps in it."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def metrics(self) -> dict[str, Any] | None:
+        """The result, if the run completed."""
+        try:
+            data = json.loads((self.path / "metrics.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and data.get("status") == COMPLETE else None
+
+    def failure(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads((self.path / "failure.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else {"reason": "failure.json is not a JSON object"}
+
+    def checkpoint_files(self) -> list[Path]:
+        """Every finished checkpoint, newest first (temporary ``.partial`` files excluded)."""
+        if not self.checkpoints.is_dir():
+            return []
+        files = [p for p in self.checkpoints.glob("*.ckpt") if p.is_file()]
+        return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name == "last.ckpt"), reverse=True)
+
+    @property
+    def status(self) -> str:
+        if self.metrics() is not None:
+            return COMPLETE
+        if self.failure() is not None:
+            return FAILED
+        if self.checkpoint_files():
+            return INTERRUPTED
+        return PENDING
+
+    def resume_checkpoint(self) -> Path:
+        """The checkpoint ``ckpt_path=last`` resumes from: ``last.ckpt``, or the newest good one if it is bad.
+
+        A corrupt ``last.ckpt`` (a kill during a save by an older version, a full disk, a copy cut short)
+        falls back to the newest readable checkpoint with a warning; with none, a one-line error says what
+        to do. The bad file is left where it is: translearn never deletes what it cannot read.
+        """
+        last = self.checkpoints / "last.ckpt"
+        files = self.checkpoint_files()
+        if not files:
+            raise UserError(
+                f"ckpt_path=last but {self.checkpoints} holds no checkpoint to resume from; "
+                "drop ckpt_path to start this run afresh"
+            )
+        if last.is_file():
+            why = readable_checkpoint(last)
+            if why is None:
+                return last
+            for candidate in files:
+                if candidate != last and readable_checkpoint(candidate) is None:
+                    warnings.warn(
+                        f"translearn: {last} is unreadable ({why}); resuming from {candidate.name}, "
+                        "the newest good checkpoint",
+                        stacklevel=2,
+                    )
+                    return candidate
+            raise UserError(
+                f"{last} is unreadable ({why}) and no other checkpoint is good; move it away and rerun "
+                "without ckpt_path to start afresh"
+            )
+        for candidate in files:
+            if readable_checkpoint(candidate) is None:
+                return candidate
+        raise UserError(
+            f"no readable checkpoint in {self.checkpoints}; rerun without ckpt_path to start afresh"
+        )
+
+    def wandb_run_id(self, checkpoint: Path | None) -> str | None:
+        import torch
+
+        if checkpoint is None or not checkpoint.is_file():
+            return None
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:
+            return None
+        return state.get("wandb_run_id") if isinstance(state, dict) else None
+
+    # --- writing --------------------------------------------------------------------------------
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self.path / "metrics.json", metrics)
+
+    def record_failure(self, reason: str, returncode: int | None = None) -> None:
+        write_json(
+            self.path / "failure.json",
+            {
+                "status": FAILED,
+                "reason": reason,
+                "returncode": returncode,
+                "time": time.time(),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            },
+        )
+
+    def clear_failure(self) -> None:
+        """A rerun replaces the failure record (kept as ``failure.previous.json``)."""
+        marker = self.path / "failure.json"
+        if marker.exists():
+            os.replace(marker, self.path / "failure.previous.json")

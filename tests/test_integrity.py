@@ -1,0 +1,173 @@
+"""Faults that must lose nothing: kills during a save, corrupt checkpoints, resumes of finished or
+interrupted runs, and the run folder's one model of its own state.
+
+Each fault is caused the way it happens to a user: a process killed with a signal, a file cut short, a
+command rerun.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from translearn.checkpoints import AtomicCheckpointIO
+from translearn.errors import UserError
+from translearn.rundir import COMPLETE, FAILED, INTERRUPTED, PENDING, RunDir, readable_checkpoint
+from translearn.train import run
+
+
+def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one_whole(tmp_path: Path) -> None:
+    """A process saving 60 MB checkpoints in a loop, SIGKILLed at staggered moments: last.ckpt loads."""
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    script = textwrap.dedent(
+        f"""
+        import torch, sys
+        from translearn.checkpoints import AtomicCheckpointIO
+        io = AtomicCheckpointIO()
+        i = 0
+        while True:
+            w = torch.full((15_000_000,), float(i))
+            io.save_checkpoint({{"state_dict": {{"w": w}}, "i": i}}, {str(target)!r})
+            i += 1
+            print(i, flush=True)
+        """
+    )
+    for delay in (0.35, 0.6, 0.85):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        proc.stdout.readline()  # one save finished: from here on a previous checkpoint exists
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert readable_checkpoint(target) is None
+        state = torch.load(target, weights_only=True)
+        assert torch.all(state["state_dict"]["w"] == state["i"])  # one save, whole, not a mix of two
+    leftovers = [p.name for p in target.parent.iterdir() if p.name != "last.ckpt"]
+    assert all(name.endswith(".partial") for name in leftovers)  # at most the killed save's temp file
+    assert RunDir(tmp_path).checkpoint_files() == [target]  # which is never taken for a checkpoint
+
+
+def test_checkpoints_load_with_weights_only_whatever_the_caller_asks(tmp_path: Path) -> None:
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "x": Payload()}, path)
+    with pytest.raises(Exception, match=r"[Ww]eights only load failed|Unsupported global"):
+        AtomicCheckpointIO().load_checkpoint(path, weights_only=False)
+    assert readable_checkpoint(path) is not None
+
+
+def _cut(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+@pytest.mark.slow
+def test_a_corrupt_last_ckpt_resumes_from_the_newest_good_one_or_says_what_to_do(
+    compose_cfg, tmp_path: Path, recwarn
+) -> None:
+    common = ["strategy=freeze", "trainer.max_epochs=3", "strategy.cache_features=false"]
+    crash = "+callbacks.crash={_target_:fakes.CrashAtEpoch,epoch:2}"
+    out = tmp_path / "cut"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(compose_cfg(*common, crash, run_dir=out))
+    folder = RunDir(out)
+    assert folder.status == INTERRUPTED
+    _cut(out / "checkpoints" / "last.ckpt")
+    resumed = run(compose_cfg(*common, "ckpt_path=last", run_dir=out))
+    assert resumed["status"] == COMPLETE and resumed["epochs"] == 3
+    assert any(
+        "last.ckpt is unreadable" in str(w.message) and "best-epoch" in str(w.message) for w in recwarn
+    )
+
+    other = tmp_path / "other"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(compose_cfg(*common, crash, run_dir=other))
+    for ckpt in (other / "checkpoints").glob("*.ckpt"):
+        _cut(ckpt)
+    with pytest.raises(UserError, match=r"last\.ckpt is unreadable .* no other checkpoint is good; move it"):
+        run(compose_cfg(*common, "ckpt_path=last", run_dir=other))
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_changes_nothing(compose_cfg, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "done"
+    first = run(compose_cfg("strategy=freeze", run_dir=out))
+    before = (out / "metrics.json").read_bytes()
+    again = run(compose_cfg("strategy=freeze", "ckpt_path=last", run_dir=out))
+    assert again == first and (out / "metrics.json").read_bytes() == before
+    assert "is already complete (metrics.json); nothing to resume" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_resume_with_loader_workers_is_exact_and_keeps_time_and_logs(compose_cfg, tmp_path: Path) -> None:
+    """num_workers=2 (persistent): the resumed run equals the uninterrupted one, bit for bit."""
+    common = [
+        "strategy=first_k", "strategy.k=3", "trainer.max_epochs=3", "dataset.num_workers=2",
+        "+trainer.log_every_n_steps=1",
+    ]  # fmt: skip
+    straight = run(compose_cfg(*common, run_dir=tmp_path / "straight"))
+    crash = "+callbacks.crash={_target_:fakes.CrashAtEpoch,epoch:2}"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(compose_cfg(*common, crash, run_dir=tmp_path / "cut"))
+    spent = torch.load(tmp_path / "cut/checkpoints/last.ckpt", weights_only=True)["callbacks"]
+    before = next(v["fit_seconds"] for k, v in spent.items() if k.startswith("Throughput"))
+    resumed = run(compose_cfg(*common, "ckpt_path=last", run_dir=tmp_path / "cut"))
+
+    a = torch.load(tmp_path / "straight/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "cut/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert resumed["best_val_acc"] == straight["best_val_acc"] and resumed["test_acc"] == straight["test_acc"]
+    assert resumed["train_seconds"] > before > 0  # the fit before the crash counts
+
+    def epochs(run_dir: Path, key: str) -> dict[int, str]:
+        with open(run_dir / "csv" / "metrics.csv", newline="") as f:
+            return {int(float(r["epoch"])): r[key] for r in csv.DictReader(f) if r.get(key)}
+
+    assert sorted(epochs(tmp_path / "cut", "val/acc")) == [0, 1, 2]  # the epochs before the cut are kept
+    assert epochs(tmp_path / "cut", "train/acc_epoch") == epochs(tmp_path / "straight", "train/acc_epoch")
+
+
+@pytest.mark.slow
+def test_trainable_params_count_only_stages_that_unfroze(compose_cfg, tmp_path: Path) -> None:
+    late = run(
+        compose_cfg("strategy=gradual", "strategy.start=5", "trainer.max_epochs=2", run_dir=tmp_path / "a")
+    )
+    assert late["trainable_params"] == 512 * 5 + 5  # the head only: layer4 was due at epoch 5
+    early = run(
+        compose_cfg("strategy=gradual", "strategy.start=1", "trainer.max_epochs=2", run_dir=tmp_path / "b")
+    )
+    assert early["trainable_params"] > 512 * 5 + 5
+
+
+def test_run_folder_states(tmp_path: Path) -> None:
+    folder = RunDir(tmp_path / "cell")
+    assert folder.status == PENDING
+    folder.path.mkdir()
+    (folder.checkpoints).mkdir()
+    (folder.checkpoints / ".last.ckpt.123.partial").write_bytes(b"half")
+    assert folder.status == PENDING  # a temporary file is not a checkpoint
+    torch.save({"state_dict": {}}, folder.checkpoints / "last.ckpt")
+    assert folder.status == INTERRUPTED
+    folder.record_failure("boom", 1)
+    assert folder.status == FAILED and folder.failure()["reason"] == "boom"
+    folder.clear_failure()
+    assert folder.status == INTERRUPTED and (folder.path / "failure.previous.json").is_file()
+    folder.write_metrics({"status": "complete", "best_val_acc": 0.5})
+    assert folder.status == COMPLETE
+    assert not [p for p in folder.path.iterdir() if p.name.endswith(".partial")]
+    (folder.path / "metrics.json").write_text('{"status": "compl')  # cut by a crash: not complete
+    assert folder.status == INTERRUPTED
+    assert json.loads((folder.path / "failure.previous.json").read_text())["returncode"] == 1
