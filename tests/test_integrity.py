@@ -116,7 +116,7 @@ def test_resume_with_loader_workers_is_exact_and_keeps_time_and_logs(compose_cfg
     """num_workers=2 (persistent): the resumed run equals the uninterrupted one, bit for bit."""
     common = [
         "strategy=first_k", "strategy.k=3", "trainer.max_epochs=3", "dataset.num_workers=2",
-        "+trainer.log_every_n_steps=1",
+        "trainer.log_every_n_steps=1",
     ]  # fmt: skip
     straight = run(compose_cfg(*common, run_dir=tmp_path / "straight"))
     crash = "+callbacks.crash={_target_:fakes.CrashAtEpoch,epoch:2}"

@@ -266,7 +266,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-SLOW_CELL = ["trainer.max_epochs=50", "+trainer.limit_train_batches=20"]
+SLOW_CELL = ["trainer.max_epochs=50", "++trainer.limit_train_batches=20"]
 
 
 @pytest.mark.slow
@@ -332,7 +332,7 @@ def test_ctrl_c_stops_the_queue_and_the_running_cell_and_leaves_the_sweep_resuma
     args = [
         "seed=0,1,2",
         "trainer.max_epochs=3",
-        "+trainer.limit_train_batches=20",
+        "++trainer.limit_train_batches=20",
         f"hydra.sweep.dir={sweep}",
     ]
     proc = _start(*args)

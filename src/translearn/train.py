@@ -46,7 +46,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path == "last":
         done = folder.metrics()
         if done is not None:
-            rank_zero_info(f"translearn: {out} is already complete (metrics.json); nothing to resume")
+            print(f"translearn: {out} is already complete (metrics.json); nothing to resume", flush=True)
             return done
         ckpt_path = str(folder.resume_checkpoint())
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
