@@ -132,6 +132,99 @@ def check_values(cfg: DictConfig) -> None:
             )
     if cfg.strategy.get("bn") not in ("frozen", "train"):
         raise UserError(f"strategy.bn must be frozen or train, got '{cfg.strategy.get('bn')}'")
+    optimizer = cfg.model.get("optimizer") or {}
+    for key, ok, rule in (
+        ("lr", lambda v: v > 0, "> 0"),
+        ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+        ("weight_decay", lambda v: v >= 0, ">= 0"),
+    ):
+        value = optimizer.get(key)
+        if value is not None and (
+            not isinstance(value, int | float) or isinstance(value, bool) or not ok(value)
+        ):
+            raise UserError(f"model.optimizer.{key} must be {rule}, got {value}")
+    epochs = cfg.trainer.get("max_epochs")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise UserError(f"trainer.max_epochs must be >= 1, got {epochs} (-1 would train forever)")
+    ckpt = cfg.get("ckpt_path")
+    if ckpt not in (None, "last", "best") and not Path(str(ckpt)).expanduser().is_file():
+        raise UserError(
+            f"ckpt_path={ckpt} does not exist; pass a checkpoint file, or ckpt_path=last to resume the run "
+            "in hydra.run.dir"
+        )
+    root = cfg.dataset.get("root")
+    if root and Path(str(root)).expanduser().is_file():
+        raise UserError(f"dataset.root={root} is a file, not a folder; pass the folder that holds the data")
+    for group in ("dataset", "strategy", "model"):
+        check_keys(group, cfg[group])
+
+
+def check_keys(group: str, node: DictConfig) -> None:
+    """A key the class does not take (``+dataset.hflip=false``): a one-line error, not a TypeError."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    try:
+        target = get_class(str(node.get("_target_")))
+    except Exception:
+        return  # an unimportable target fails at instantiation with its own message
+    accepted: set[str] = set()
+    for klass in target.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        params = inspect.signature(init).parameters.values()
+        accepted |= {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break  # this __init__ passes nothing further up
+    unknown = [k for k in node if not str(k).startswith("_") and k not in accepted]
+    if unknown:
+        keys = ", ".join(sorted(accepted - {"self"}))
+        raise UserError(
+            f"unknown key {group}.{unknown[0]}: {target.__name__} takes no '{unknown[0]}' (it takes: {keys})"
+        )
+
+
+def _key_of_some_options(error: str, overrides: list[str]) -> str | None:
+    """``-m strategy=finetune,first_k strategy.k=1,2``: k belongs to first_k only.
+
+    Hydra answers "use +strategy.k", and following that hint gives "use ++strategy.k", which would pass k
+    to finetune too. Say what is going on and what to type instead.
+    """
+    import re
+
+    found = re.search(r"(?:Could not override|An item is already at) '([\w.]+)'", error) or re.search(
+        r"^unknown key ([\w.]+):", error
+    )
+    if not found:
+        return None
+    key = found.group(1)
+    group = key.split(".", 1)[0]
+    swept = next(
+        (o.split("=", 1)[1].split(",") for o in overrides if o.split("=", 1)[0].lstrip("+~") == group), None
+    )
+    if not swept or len(swept) < 2:
+        return None
+    having = []
+    for option in swept:
+        try:
+            node = compose_config([f"{group}={option}"])[group]
+        except Exception:
+            continue
+        finally:
+            GlobalHydra.instance().clear()
+        if key.split(".", 1)[1] in node:
+            having.append(option)
+    if not having or len(having) == len(swept):
+        return None
+    value = next(o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == key)
+    others = ",".join(o for o in swept if o not in having)
+    return (
+        f"{key} is a key of {group}={','.join(having)} only; sweep it in its own command "
+        f"(-m {group}={','.join(having)} {key}={value}) and the other options without it "
+        f"(-m {group}={others})"
+    )
 
 
 def check_writable(directory: str) -> None:
@@ -215,10 +308,10 @@ def validate_command_line(argv: list[str]) -> CommandLine:
                     from translearn.sweep import resolve_devices
 
                     resolve_devices(launcher.get("devices"))
-        except UserError:
-            raise
+        except UserError as exc:
+            raise UserError(_key_of_some_options(str(exc), args.overrides) or str(exc)) from None
         except Exception as exc:  # Hydra and OmegaConf raise several types for a bad override
-            raise UserError(one_line(exc)) from None
+            raise UserError(_key_of_some_options(str(exc), args.overrides) or one_line(exc)) from None
         finally:
             GlobalHydra.instance().clear()
         check_writable(output_dir)

@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 
 ACC = "best_val_acc"  # the study's metric: best validation accuracy over the epochs
 REQUIRED_KEYS = ("dataset", "color", "strategy", "best_val_acc")
+# Numbers the table and plots compute with: any other type makes the whole metrics.json unusable.
+NUMERIC_KEYS = (
+    "best_val_acc", "val_acc", "test_acc", "val_loss", "val_acc_top5", "test_acc_top5", "train_seconds",
+    "trainable_params", "frozen_params", "total_params", "seed", "epochs", "k", "train_img_per_s",
+)  # fmt: skip
 # What the report writes into its folder; nothing else there is ever replaced or deleted.
 CSV_FILE, TABLE_FILE = "results.csv", "table.md"
 ACC_PLOT, PARAMS_PLOT = "accuracy.png", "accuracy_vs_params.png"
@@ -113,9 +118,12 @@ def read_metrics(path: Path) -> dict[str, Any]:
         raise ValueError(f"lacks {', '.join(missing)}")
     if data.get("status", COMPLETE) != COMPLETE:
         raise ValueError(f"has status {data['status']!r}, not {COMPLETE!r}")
-    acc = data["best_val_acc"]
-    if acc is not None and (isinstance(acc, bool) or not isinstance(acc, int | float) or math.isnan(acc)):
-        raise ValueError(f"has best_val_acc={acc!r}, not a number")
+    for key in NUMERIC_KEYS:
+        value = data.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value)
+        ):
+            raise ValueError(f"has {key}={value!r}, not a number")
     return data
 
 

@@ -84,6 +84,9 @@ def run_packed(
             f.cancel()
         pool.shutdown(wait=False)
         raise
+    except BaseException:
+        pool.shutdown(wait=True)  # a failing cell does not stop the others
+        raise
     pool.shutdown()
     return results
 

@@ -45,7 +45,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path == "last":
         done = folder.metrics()
-        if done is not None:
+        if done is not None and int(done.get("epochs") or 0) >= int(cfg.trainer.max_epochs):
+            # Nothing left to train; a larger trainer.max_epochs continues the run instead.
             print(f"translearn: {out} is already complete (metrics.json); nothing to resume", flush=True)
             return done
         ckpt_path = str(folder.resume_checkpoint())

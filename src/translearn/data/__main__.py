@@ -51,7 +51,10 @@ def prepare(dataset: str, root: str | None, download: bool, reverify: bool, over
     except (HydraException, OmegaConfBaseException) as exc:
         raise UserError(one_line(exc)) from None
     if download:
-        target.download(data_root)
+        if hasattr(target, "download"):
+            target.download(data_root)
+        else:
+            print(f"translearn: {dataset} is drawn on the fly; nothing to download", flush=True)
     try:
         datamodule = instantiate(cfg.dataset)
     except InstantiationException as exc:  # Hydra wraps what the constructor raised

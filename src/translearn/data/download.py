@@ -10,6 +10,7 @@ never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -50,7 +51,14 @@ def extract_zip(archive: Path, dest: Path) -> None:
     Rerun after a kill, it unpacks what is missing: finished members are whole (renamed into place), so
     a file already there is either one of them or the user's, and is kept either way.
     """
-    with zipfile.ZipFile(archive) as zf:
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UserError(
+            f"{archive} is not a zip archive ({exc}); delete it and download again (a failed download can "
+            "leave an error page under the archive's name)"
+        ) from None
+    with zf:
         bad = zf.testzip()
         if bad is not None:
             raise UserError(f"{archive} is corrupt (first bad member: {bad}); delete it and download again")
@@ -66,11 +74,19 @@ def extract_zip(archive: Path, dest: Path) -> None:
                 continue
             if target.exists():
                 continue  # never overwrite what the user already has
-            target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(f".{target.name}.partial")
-            with zf.open(member) as src, open(partial, "wb") as out:
-                shutil.copyfileobj(src, out, CHUNK)
-            os.replace(partial, target)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, open(partial, "wb") as out:
+                    shutil.copyfileobj(src, out, CHUNK)
+                os.replace(partial, target)
+            except OSError as exc:  # e.g. a file and a folder of the same name in one archive
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+                raise UserError(
+                    f"cannot unpack {member.filename} from {archive} ({exc.strerror or exc}); "
+                    "the archive is not the one translearn expects: check it, or unpack it by hand"
+                ) from None
     marker(archive, dest).write_text(f"{archive.name} unpacked completely\n")
 
 

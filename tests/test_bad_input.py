@@ -1,0 +1,113 @@
+"""Every bad input tried, and the one line (or the logged skip) it gets: the README's table, row by row.
+
+Command-line rows go through ``validate_command_line``, exactly what ``python -m translearn.train`` runs
+before Hydra; ``tests/test_config.py`` checks that the CLI turns a UserError into one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+from translearn.config import validate_command_line
+from translearn.errors import UserError
+
+COMMAND_LINE = [
+    # (what the user typed, fragments of the one-line error)
+    (["model.optimizer.lr=-1"], ("model.optimizer.lr must be > 0", "-1")),
+    (["model.optimizer.lr=0"], ("model.optimizer.lr must be > 0",)),
+    (["model.optimizer.momentum=-0.5"], ("model.optimizer.momentum must be in [0, 1)", "-0.5")),
+    (["model.optimizer.weight_decay=-1"], ("model.optimizer.weight_decay must be >= 0",)),
+    (["trainer.max_epochs=0"], ("trainer.max_epochs must be >= 1", "got 0")),
+    (["trainer.max_epochs=-1"], ("trainer.max_epochs must be >= 1", "got -1")),
+    (
+        ["ckpt_path=/no/such/run/last.ckpt"],
+        ("ckpt_path=/no/such/run/last.ckpt does not exist", "ckpt_path=last"),
+    ),
+    (["+dataset.hflip=false"], ("unknown key dataset.hflip", "ShapesDataModule")),
+    (["+strategy.warmup=3"], ("unknown key strategy.warmup", "Finetune")),
+    (
+        ["-m", "strategy=finetune,freeze,first_k", "strategy.k=1,2"],
+        ("strategy.k is a key of strategy=first_k only", "-m strategy=first_k strategy.k=1,2"),
+    ),
+    (
+        ["-m", "strategy=finetune,freeze,first_k", "+strategy.k=1,2"],
+        ("strategy.k is a key of strategy=first_k only", "-m strategy=first_k strategy.k=1,2"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"), COMMAND_LINE, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
+def test_command_line_bad_input_is_one_line(
+    argv: list[str], fragments: tuple[str, ...], tmp_path: Path
+) -> None:
+    where = "hydra.sweep.dir" if "-m" in argv else "hydra.run.dir"
+    with pytest.raises(UserError) as err:
+        flags = [a for a in argv if a.startswith("-")]  # Hydra's flags go before the overrides
+        rest = [a for a in argv if not a.startswith("-")]
+        validate_command_line([*flags, *TINY, *rest, f"{where}={tmp_path / 'out'}"])
+    message = str(err.value)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_the_default_datasets_root_being_a_file_is_one_line(tmp_path: Path) -> None:
+    file = tmp_path / "shapes"
+    file.write_text("not a folder")
+    with pytest.raises(UserError, match=r"dataset.root=.*shapes is a file, not a folder"):
+        validate_command_line([f"dataset.root={file}", f"hydra.run.dir={tmp_path / 'out'}"])
+
+
+def test_prepare_download_of_the_embedded_data_is_a_logged_skip(tmp_path: Path, capsys) -> None:
+    from translearn.data.__main__ import main as data_main
+
+    assert data_main(["prepare", "shapes", "--download", "--root", str(tmp_path / "shapes")]) == 0
+    out = capsys.readouterr().out
+    assert "shapes is drawn on the fly; nothing to download" in out and "Traceback" not in out
+
+
+def test_a_cached_archive_that_is_not_a_zip_is_one_line(tmp_path: Path) -> None:
+    from translearn.data.download import fetch_kaggle
+
+    (tmp_path / "the-simpsons-characters-dataset.zip").write_text("<html>quota exceeded</html>")
+    with pytest.raises(
+        UserError, match=r"the-simpsons-characters-dataset.zip is not a zip archive .* delete it"
+    ):
+        fetch_kaggle("datasets", "alexattia/the-simpsons-characters-dataset", tmp_path, "download it by hand")
+
+
+def test_a_zip_with_a_file_and_a_folder_of_one_name_is_one_line(tmp_path: Path) -> None:
+    from translearn.data.download import extract_zip
+
+    archive = tmp_path / "odd.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("data/cats", b"a file")
+        zf.writestr("data/cats/1.jpg", b"an image inside a folder of the same name")
+    with pytest.raises(UserError, match=r"cannot unpack data/cats/1.jpg from .*odd.zip"):
+        extract_zip(archive, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("train_seconds", "fast"), ("trainable_params", [1]), ("seed", {"a": 1}), ("val_acc", True)],
+)
+def test_report_skips_metrics_with_values_of_the_wrong_type(field: str, value, tmp_path: Path) -> None:
+    from translearn.report import read_metrics
+
+    good = {
+        "dataset": "shapes", "color": "rgb", "strategy": "freeze", "best_val_acc": 0.5, "val_acc": 0.5,
+        "train_seconds": 1.0, "trainable_params": 10, "seed": 0, "status": "complete",
+    }  # fmt: skip
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps(good))
+    read_metrics(path)
+    path.write_text(json.dumps({**good, field: value}))
+    with pytest.raises(ValueError, match=f"has {field}="):
+        read_metrics(path)
