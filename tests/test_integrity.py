@@ -171,3 +171,22 @@ def test_run_folder_states(tmp_path: Path) -> None:
     (folder.path / "metrics.json").write_text('{"status": "compl')  # cut by a crash: not complete
     assert folder.status == INTERRUPTED
     assert json.loads((folder.path / "failure.previous.json").read_text())["returncode"] == 1
+
+
+@pytest.mark.slow
+def test_resuming_with_other_settings_is_refused_and_names_them(compose_cfg, tmp_path: Path) -> None:
+    common = ["trainer.max_epochs=3", "strategy.cache_features=false"]
+    crash = "+callbacks.crash={_target_:fakes.CrashAtEpoch,epoch:1}"
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(compose_cfg("strategy=freeze", *common, crash, run_dir=out))
+    with pytest.raises(
+        UserError, match=r"belongs to a different run \(dataset.color=rgb in the run, gray now"
+    ):
+        run(compose_cfg("strategy=freeze", "dataset.color=gray", *common, "ckpt_path=last", run_dir=out))
+    with pytest.raises(UserError, match=r"strategy._target_=translearn.strategies.Freeze in the run"):
+        run(compose_cfg("strategy=finetune", *common, "ckpt_path=last", run_dir=out))
+    resumed = run(
+        compose_cfg("strategy=freeze", *common, "dataset.num_workers=1", "ckpt_path=last", run_dir=out)
+    )
+    assert resumed["epochs"] == 3  # where and how fast the data loads may change

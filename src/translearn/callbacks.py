@@ -110,3 +110,19 @@ class Throughput(pl.Callback):
         self.val_seconds = float(state.get("val_seconds", 0.0))
         self.train_samples = int(state.get("samples", 0))
         self.fit_seconds_before = float(state.get("fit_seconds", 0.0))
+
+
+class RunIdentity(pl.Callback):
+    """Store what defines a run (dataset, model, strategy, seed) in every checkpoint.
+
+    ``ckpt_path=last`` compares it with the command that resumes: a freeze run resumed as finetune, or on
+    gray images, would otherwise continue silently as a mixture of the two.
+    """
+
+    KEY = "translearn_identity"
+
+    def __init__(self, identity: dict) -> None:
+        self.identity = identity
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint[self.KEY] = self.identity

@@ -8,7 +8,6 @@ size, built once under a file lock, so parallel sweep cells and DDP ranks share 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from omegaconf import DictConfig
 
 from translearn.data.shapes import BASE_CLASSES, VERSION, ShapesDataModule
 from translearn.errors import UserError
+from translearn.storage import write_json
 
 # The base task's recipe. From scratch on ~1,000 images, AdamW converges in far fewer steps than SGD
 # (measured: SGD at lr 0.05 diverged, at 0.01 crawled), and the CPU budget is a couple of minutes.
@@ -98,7 +98,7 @@ def embedded_weights(
             "base_val_acc": float(trainer.callback_metrics.get("val/acc", float("nan"))),
             "seconds": round(time.perf_counter() - start, 1),
         }
-        path.with_suffix(".json").write_text(json.dumps(info, indent=1))
+        write_json(path.with_suffix(".json"), info)
         print(
             f"translearn: base-task val accuracy {info['base_val_acc']:.3f} in {info['seconds']} s",
             flush=True,

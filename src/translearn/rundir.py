@@ -129,6 +129,17 @@ class RunDir:
             f"no readable checkpoint in {self.checkpoints}; rerun without ckpt_path to start afresh"
         )
 
+    def identity(self, checkpoint: Path) -> dict[str, Any] | None:
+        """What the run stored about its own setup (``callbacks.RunIdentity``); None for older checkpoints."""
+        import torch
+
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:
+            return None
+        found = state.get("translearn_identity") if isinstance(state, dict) else None
+        return found if isinstance(found, dict) else None
+
     def wandb_run_id(self, checkpoint: Path | None) -> str | None:
         import torch
 

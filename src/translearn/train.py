@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_info
 
 from translearn import features, sweep
-from translearn.callbacks import Throughput
+from translearn.callbacks import RunIdentity, Throughput
 from translearn.checkpoints import AtomicCheckpointIO
 from translearn.config import one_line, register_resolvers, validate_command_line
 from translearn.errors import UserError, exit_with
@@ -60,6 +60,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     policy = instantiate(cfg.strategy)
     model = instantiate(cfg.model, policy=policy, weights=resolve_weights(cfg))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    identity = run_identity(cfg)
+    if ckpt_path:
+        _check_same_run(folder, Path(ckpt_path), identity)
+    callbacks.append(RunIdentity(identity))
     resumed_from = Path(ckpt_path) if ckpt_path else None
     loggers = [_make_logger(c, folder, resumed_from) for c in (cfg.get("logger") or {}).values() if c]
     csv_history = _csv_history(loggers, resumed_from)
@@ -147,6 +151,47 @@ def _throughput(trainer: pl.Trainer) -> dict[str, float | None]:
         "val_seconds": round(clock.val_seconds, 2),
         "train_samples": clock.train_samples,
     }
+
+
+# Keys that may change between a run and its resume: where things are, how fast they load, how long to train.
+RESUME_FREE_KEYS = (
+    "dataset.root",
+    "dataset.num_workers",
+    "dataset.cache",
+    "dataset.cache_dir",
+    "dataset.index_dir",
+    "model.compile",
+    "model.channels_last",
+)
+
+
+def run_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The settings that define a run's result, flattened (``dataset.color``: ``rgb``, ...)."""
+    flat: dict[str, Any] = {"seed": cfg.get("seed")}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif prefix not in RESUME_FREE_KEYS:
+            flat[prefix] = value
+
+    for group in ("dataset", "model", "strategy"):
+        walk(group, OmegaConf.to_container(cfg[group], resolve=True))
+    return flat
+
+
+def _check_same_run(folder: RunDir, checkpoint: Path, identity: dict[str, Any]) -> None:
+    stored = folder.identity(checkpoint)
+    if stored is None or stored == identity:
+        return
+    changed = [k for k in sorted(set(stored) | set(identity)) if stored.get(k) != identity.get(k)]
+    shown = "; ".join(f"{k}={stored.get(k)} in the run, {identity.get(k)} now" for k in changed[:3])
+    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+    raise UserError(
+        f"{checkpoint} belongs to a different run ({shown}{more}); resume with the run's own settings, "
+        "or start a new run in another hydra.run.dir"
+    )
 
 
 def _make_logger(logger_cfg: DictConfig, folder: RunDir, resumed_from: Path | None) -> Any:
