@@ -28,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from filelock import FileLock
+
 from translearn.errors import UserError
 from translearn.rundir import COMPLETE, INTERRUPTED, PENDING, RunDir
 from translearn.storage import write_json
@@ -189,9 +191,21 @@ class SweepLock:
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+        # The lock appears with its content in one step (a hard link to a finished file), so a reader never
+        # sees an empty lock and takes it for a dead owner's.
+        mine = self.path.with_name(f".{LOCK_FILE}.{me['pid']}.tmp")
+        mine.write_text(json.dumps(me))
+        try:
+            # Serialises the check-and-take-over of two sweeps started together after a crash.
+            with FileLock(str(self.path.with_name(f".{LOCK_FILE}.guard"))):
+                self._take(mine, me)
+        finally:
+            mine.unlink(missing_ok=True)
+
+    def _take(self, mine: Path, me: dict[str, Any]) -> None:
         for _ in range(3):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                os.link(mine, self.path)
             except FileExistsError:
                 owner = self._owner()
                 if owner is not None and self._alive(owner):
@@ -213,8 +227,6 @@ class SweepLock:
                 )
                 self.path.unlink(missing_ok=True)
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
             self.held = True
             return
         raise UserError(f"could not take the sweep lock {self.path}; another sweep keeps taking it")
