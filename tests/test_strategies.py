@@ -246,6 +246,33 @@ def test_gradual_unfreezes_at_exactly_the_configured_epochs() -> None:
     assert {n: p.requires_grad for n, p in module.named_parameters()} == requires_grad
 
 
+def test_a_gated_stage_has_no_optimizer_state_until_it_unfreezes() -> None:
+    """The gradient gate, not the LR gate, is what keeps momentum from building up in a waiting stage.
+
+    Under the LR gate alone (LR 0) SGD still records a momentum buffer from the gated gradients, and the
+    stage would start with that jolt at its unfreeze epoch. With the gate, the optimizer skips it entirely.
+    """
+
+    class StateAtEpochStart(pl.Callback):
+        def __init__(self) -> None:
+            self.seen: list[tuple[int, int]] = []
+
+        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            state = trainer.optimizers[0].state
+            layer4 = [p for n, p in module.named_parameters() if n.startswith("net.model.layer4.")]
+            layer3 = [p for n, p in module.named_parameters() if n.startswith("net.model.layer3.")]
+            self.seen.append((sum(p in state for p in layer4), sum(p in state for p in layer3)))
+
+    module = make_module("resnet18", Gradual(epochs=[2, 3]))
+    recorder = StateAtEpochStart()
+    tiny_trainer(epochs=4, batches=2, callbacks=[recorder]).fit(
+        module, random_loader(), random_loader(seed=1)
+    )
+    layer4 = sum(1 for n, _ in module.named_parameters() if n.startswith("net.model.layer4."))
+    # epoch 0, 1: nothing for either; epoch 2 (layer4 unfreezes): still nothing; epoch 3: layer4 has state
+    assert recorder.seen == [(0, 0), (0, 0), (0, 0), (layer4, 0)]
+
+
 def test_lr_decay_gives_discriminative_learning_rates() -> None:
     module = make_module("resnet18", POLICIES["finetune"](lr_decay=0.5))
     lrs = {g["name"]: g["lr"] for g in module.plan.param_groups(lr=1.0)}
