@@ -127,7 +127,7 @@ def test_user_keys_win_and_a_smaller_crop_keeps_the_weights_ratio() -> None:
 
 
 def test_the_data_module_applies_the_weights_preprocessing(tmp_path: Path, compose_cfg) -> None:
-    from translearn.train import instantiate
+    from translearn.config import instantiate
 
     root = publishers.hymenoptera(tmp_path / "hym")
     overrides = ("dataset=hymenoptera", f"dataset.root={root}", "dataset.image_size=null")

@@ -11,6 +11,7 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -322,3 +323,20 @@ def validate_command_line(argv: list[str]) -> CommandLine:
 
         check_sweep_dir(Path(info.output_dir), info.resume)
     return info
+
+
+def instantiate(node: Any, **kwargs: Any) -> Any:
+    """Hydra's instantiate, with a constructor's UserError unwrapped so it stays one line.
+
+    The one place translearn builds objects from config (train, data prepare): Hydra wraps whatever a
+    constructor raises in an InstantiationException, whose message would be a multi-line chain.
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
+
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, UserError):
+            raise exc.__cause__ from None
+        raise

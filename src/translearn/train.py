@@ -19,16 +19,14 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities import rank_zero_info
 
 from translearn import features, sweep
 from translearn.callbacks import RunIdentity, Throughput
 from translearn.checkpoints import AtomicCheckpointIO
-from translearn.config import one_line, register_resolvers, validate_command_line
+from translearn.config import instantiate, one_line, register_resolvers, validate_command_line
 from translearn.errors import UserError, exit_with
 from translearn.pretrain import resolve_weights
 from translearn.rundir import COMPLETE, RunDir
@@ -321,16 +319,6 @@ def _finish_wandb() -> None:
 
         if wandb.run is not None:
             wandb.finish()
-
-
-def instantiate(node: Any, **kwargs: Any) -> Any:
-    """Hydra's instantiate, with a constructor's UserError unwrapped so it stays one line."""
-    try:
-        return hydra_instantiate(node, **kwargs)
-    except InstantiationException as exc:  # Hydra wraps whatever a constructor raises
-        if isinstance(exc.__cause__, UserError):
-            raise exc.__cause__ from None
-        raise
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

@@ -36,11 +36,11 @@ def parser() -> argparse.ArgumentParser:
 
 def prepare(dataset: str, root: str | None, download: bool, reverify: bool, overrides: list[str]) -> int:
     """Compose the dataset's config as training would, then download, verify and index it."""
-    from hydra.errors import HydraException, InstantiationException
-    from hydra.utils import get_class, instantiate
+    from hydra.errors import HydraException
+    from hydra.utils import get_class
     from omegaconf.errors import OmegaConfBaseException
 
-    from translearn.config import compose_config, one_line
+    from translearn.config import compose_config, instantiate, one_line
     from translearn.data.prepare import PreparedDataModule
 
     extra = [f"dataset.root={Path(root).expanduser().absolute()}"] if root else []
@@ -55,12 +55,7 @@ def prepare(dataset: str, root: str | None, download: bool, reverify: bool, over
             target.download(data_root)
         else:
             print(f"translearn: {dataset} is drawn on the fly; nothing to download", flush=True)
-    try:
-        datamodule = instantiate(cfg.dataset)
-    except InstantiationException as exc:  # Hydra wraps what the constructor raised
-        if isinstance(exc.__cause__, UserError):
-            raise exc.__cause__ from None
-        raise
+    datamodule = instantiate(cfg.dataset)
     if not isinstance(datamodule, PreparedDataModule):
         datamodule.prepare_data()
         print(f"translearn: {dataset} is ready under {data_root}")
