@@ -26,11 +26,11 @@ venv: $(STAMP) ## build .venv (python3 -m venv + pip install -e '.[dev]')
 train: $(STAMP) ## run the embedded offline default (pass overrides as ARGS="strategy=freeze ...")
 	$(BIN)/python -m translearn.train $(ARGS)
 
-test: $(STAMP) ## run the whole test suite, slow end-to-end tests included
-	WANDB_MODE=disabled $(BIN)/python -m pytest -q $(ARGS)
+test: $(STAMP) ## run the whole test suite, slow, cli and ddp tests included (~9 min on 2 cores)
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q --durations=15 $(ARGS)
 
-test-fast: $(STAMP) ## the suite without the slow end-to-end tests
-	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not slow" $(ARGS)
+test-fast: $(STAMP) ## the suite without the slow and subprocess tests (~2 min)
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not slow and not cli" $(ARGS)
 
 bench: $(STAMP) ## translearn vs a plain PyTorch loop, side by side; writes benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/bench.py $(ARGS)

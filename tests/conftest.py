@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,26 +12,13 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict, read_write
 
+from helpers import TINY
+
 # Nothing in the suite may reach the network or the user's caches.
 os.environ["WANDB_MODE"] = os.environ.get("WANDB_MODE", "disabled")
 os.environ["TRANSLEARN_OFFLINE"] = "1"
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-TINY = [
-    "trainer=cpu",
-    "trainer.max_epochs=1",
-    "+trainer.limit_train_batches=2",
-    "+trainer.limit_val_batches=2",
-    "+trainer.limit_test_batches=2",
-    "trainer.num_sanity_val_steps=0",
-    "trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
-    "dataset.image_size=32",
-    "dataset.batch_size=8",
-    "dataset.num_workers=0",
-    "model.weights=none",
-]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -74,26 +59,3 @@ def compose_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
 
     yield make
     GlobalHydra.instance().clear()
-
-
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``python -m translearn.train ARGS`` in a subprocess, as a user would type it."""
-    return subprocess.run(
-        [sys.executable, "-m", "translearn.train", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    """Non-zero exit, no traceback, and one ``translearn: error:`` line containing every fragment."""
-    assert proc.returncode != 0, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("translearn: error:")]
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY
+from helpers import TINY
 from translearn.config import validate_command_line
 from translearn.errors import UserError
 

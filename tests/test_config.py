@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 
-from conftest import assert_user_error, run_cli
+from helpers import assert_user_error, run_cli
 from translearn.config import CONFIG_DIR, compose_config, expand_sweep, validate_command_line
 from translearn.errors import UserError
 
-GROUPS = ["dataset", "strategy", "model", "trainer", "logger", "callbacks", "paths", "experiment"]
+GROUPS = ["dataset", "strategy", "model", "trainer", "logger", "callbacks", "paths", "experiment", "debug"]
 
 
 def options(group: str) -> list[str]:
@@ -28,10 +28,13 @@ def test_every_yaml_composes_and_instantiates(group: str, option: str, compose_c
     cfg = compose_cfg(*overrides)
     node = {"dataset": "dataset", "experiment": "dataset"}.get(group, group)
     if group in ("strategy", "trainer"):
-        assert instantiate(cfg[node]) is not None
+        assert isinstance(instantiate(cfg[node]), get_class(cfg[node]._target_))
     elif group in ("logger", "callbacks"):
         for sub in (cfg.get(node) or {}).values():
-            assert instantiate(sub) is not None
+            assert isinstance(instantiate(sub), get_class(sub._target_))
+    elif group == "debug":
+        trainer = instantiate(cfg.trainer)
+        assert trainer.max_epochs == 1 and (trainer.fast_dev_run or trainer.limit_train_batches == 2)
     elif group == "model":
         model = instantiate(cfg.model, policy=instantiate(cfg.strategy))
         assert model.net.head.out_features == cfg.dataset.num_classes
@@ -100,6 +103,7 @@ def test_user_config_dir_is_searched(tmp_path: Path) -> None:
     validate_command_line(["--config-dir", str(tmp_path), "strategy=mine"])
 
 
+@pytest.mark.cli
 @pytest.mark.slow
 def test_cli_user_error_prints_one_line_and_no_traceback(tmp_path: Path) -> None:
     proc = run_cli("strategy=no_such_policy", f"hydra.run.dir={tmp_path}/run")
@@ -108,6 +112,7 @@ def test_cli_user_error_prints_one_line_and_no_traceback(tmp_path: Path) -> None
     assert not (tmp_path / "run").exists(), "nothing is created for a command that cannot run"
 
 
+@pytest.mark.cli
 @pytest.mark.slow
 def test_cli_help_lists_the_groups() -> None:
     proc = run_cli("--help")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import publishers
-from conftest import assert_user_error, run_cli
+from helpers import assert_user_error, run_cli
 from translearn.data.caltech256 import Caltech256DataModule
 from translearn.data.dogs_vs_cats import DogsVsCatsDataModule
 from translearn.data.hymenoptera import HymenopteraDataModule
@@ -304,6 +304,7 @@ def test_an_unreadable_root_is_a_user_error(tmp_path: Path, monkeypatch: pytest.
         build(ImageFolderDataModule, root, tmp_path)
 
 
+@pytest.mark.cli
 def test_train_cli_missing_root_is_one_line(tmp_path: Path) -> None:
     proc = run_cli(
         "dataset=simpsons", f"dataset.root={tmp_path / 'nope'}", f"hydra.run.dir={tmp_path / 'run'}"
@@ -312,6 +313,7 @@ def test_train_cli_missing_root_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "nope").exists()
 
 
+@pytest.mark.cli
 def test_prepare_cli_wrong_layout_is_one_line(tmp_path: Path) -> None:
     root = tmp_path / "wrong"
     publishers.write(root / "photo.jpg")

@@ -112,6 +112,7 @@ def test_an_unwritable_index_folder_is_a_user_error(tree: Path, tmp_path: Path) 
         dm.prepare()
 
 
+@pytest.mark.cli
 def test_prepare_cli_prints_the_report_of_bad_files(tree: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "translearn.data", "prepare", "imagefolder", "--root", str(tree)],
@@ -222,6 +223,7 @@ def _hymenoptera_zip(tmp_path: Path) -> Path:
     return archive
 
 
+@pytest.mark.cli
 def test_an_extraction_killed_halfway_is_detected_and_finished(tmp_path: Path) -> None:
     """A process unpacking the real archive, SIGKILLed mid-way: the next --download finishes the job."""
     archive = _hymenoptera_zip(tmp_path)
@@ -252,6 +254,7 @@ def test_an_extraction_killed_halfway_is_detected_and_finished(tmp_path: Path) -
     assert not list(root.rglob("*.partial"))
 
 
+@pytest.mark.cli
 @pytest.mark.skipif(sys.platform != "linux", reason="non-UTF-8 names need a byte-name filesystem")
 def test_a_non_utf8_file_name_is_skipped_and_listed(tree: Path, tmp_path: Path) -> None:
     source = next((tree / "dog").glob("*.jpg"))

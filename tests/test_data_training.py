@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import publishers
-from conftest import TINY, run_cli
+from helpers import TINY, run_cli
 from translearn.backbones import adapt_first_conv, build_backbone
 from translearn.data.transforms import build_transform
 
@@ -91,9 +91,11 @@ def test_gray_adapt_equals_replicate_only_with_one_shared_normalisation() -> Non
     assert not torch.allclose(one, per_channel, atol=1e-2)
 
 
+@pytest.mark.cli
+@pytest.mark.ddp
 @pytest.mark.slow
 def test_ddp_prepares_once_and_both_ranks_read_the_same_split(trees: dict[str, Path], tmp_path: Path) -> None:
-    tiny = [o for o in TINY if not o.startswith("trainer=")]
+    tiny = TINY  # the command line's trainer=ddp_cpu wins over debug=tiny's cpu trainer
     proc = run_cli(
         "trainer=ddp_cpu",
         *tiny,

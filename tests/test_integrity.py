@@ -26,6 +26,7 @@ from translearn.rundir import COMPLETE, FAILED, INTERRUPTED, PENDING, RunDir, re
 from translearn.train import run
 
 
+@pytest.mark.cli
 def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one_whole(tmp_path: Path) -> None:
     """A process saving 60 MB checkpoints in a loop, SIGKILLed at staggered moments: last.ckpt loads."""
     target = tmp_path / "checkpoints" / "last.ckpt"

@@ -279,6 +279,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.cli
 def test_cli_prints_the_table_warns_about_the_corrupt_file_and_lists_failed_cells(sweeps: Path) -> None:
     result = run_cli(str(sweeps), "--out", str(sweeps / "out"))
     assert result.returncode == 0, result.stderr
@@ -289,6 +290,7 @@ def test_cli_prints_the_table_warns_about_the_corrupt_file_and_lists_failed_cell
     assert warning.startswith("translearn: warning: skipped ") and "5_seed=2" in warning
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize(
     ("what", "says"),
     [

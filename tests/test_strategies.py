@@ -10,7 +10,7 @@ from torch import nn
 from fakes import random_loader, snapshot, tiny_trainer
 from translearn.errors import UserError
 from translearn.module import TransferModule
-from translearn.strategies import NEVER, POLICIES, FirstK, Freeze, FreezePolicy, Gradual
+from translearn.strategies import NEVER, Finetune, FirstK, Freeze, FreezePolicy, Gradual
 
 # (library, model, input side): one of each stage layout, for both libraries. timm's ViT insists on 224 px.
 FAMILIES = [
@@ -57,7 +57,7 @@ def frozen_forever(module: TransferModule, epochs: float = NEVER) -> tuple[set[s
 
 
 def policies() -> list[FreezePolicy]:
-    return [POLICIES["finetune"](), Freeze(), FirstK(k=2), Gradual(start=1)]
+    return [Finetune(), Freeze(), FirstK(k=2), Gradual(start=1)]
 
 
 def _family_id(family: tuple[str, str, int]) -> str:
@@ -198,7 +198,7 @@ def test_first_k_zero_equals_finetune_and_all_equals_freeze() -> None:
     def trainable(policy: FreezePolicy) -> list[str]:
         return [n for n, p in make_module("resnet18", policy).named_parameters() if p.requires_grad]
 
-    assert trainable(FirstK(k=0)) == trainable(POLICIES["finetune"]())
+    assert trainable(FirstK(k=0)) == trainable(Finetune())
     assert trainable(FirstK(k=5)) == trainable(Freeze())
 
 
@@ -274,7 +274,7 @@ def test_a_gated_stage_has_no_optimizer_state_until_it_unfreezes() -> None:
 
 
 def test_lr_decay_gives_discriminative_learning_rates() -> None:
-    module = make_module("resnet18", POLICIES["finetune"](lr_decay=0.5))
+    module = make_module("resnet18", Finetune(lr_decay=0.5))
     lrs = {g["name"]: g["lr"] for g in module.plan.param_groups(lr=1.0)}
     assert lrs["head"] == 1.0
     assert lrs["layer4"] == 0.5

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY
+from helpers import TINY
 from translearn.config import validate_command_line
 from translearn.errors import UserError
 from translearn.sweep import check_sweep_dir, resolve_devices, run_packed
@@ -100,6 +100,7 @@ def test_a_sweep_dir_with_cells_is_refused_unless_resuming(tmp_path: Path) -> No
     check_sweep_dir(tmp_path, resume=True)
 
 
+@pytest.mark.cli
 def test_unknown_name_in_a_grid_fails_before_any_cell(tmp_path: Path) -> None:
     proc = sweep_cli("strategy=finetune,frieze", f"hydra.sweep.dir={tmp_path / 'sweep'}", timeout=120)
     assert proc.returncode == 2 and "unknown strategy 'frieze'" in proc.stderr
@@ -110,6 +111,7 @@ def test_unknown_name_in_a_grid_fails_before_any_cell(tmp_path: Path) -> None:
 # --- end to end on the embedded data -------------------------------------------------------------
 
 
+@pytest.mark.cli
 @pytest.mark.slow
 def test_two_by_two_grid_writes_four_cells_and_one_wandb_run_each(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
@@ -147,6 +149,8 @@ def test_two_by_two_grid_writes_four_cells_and_one_wandb_run_each(tmp_path: Path
         assert set(record.tags) == {"shapes", m["color"], m["strategy"], "resnet18", "bn-frozen"}
 
 
+@pytest.mark.cli
+@pytest.mark.ddp
 @pytest.mark.slow
 def test_ddp_inside_a_multirun_runs_each_cell_once_with_ranks_in_sync(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
@@ -169,6 +173,7 @@ def test_ddp_inside_a_multirun_runs_each_cell_once_with_ranks_in_sync(tmp_path: 
     assert proc.stdout.count("translearn: sweep ") == 2  # one start line, one summary: one sweep
 
 
+@pytest.mark.cli
 @pytest.mark.slow
 def test_packed_launcher_runs_cells_side_by_side_and_records_a_failing_cell(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
@@ -189,6 +194,7 @@ def test_packed_launcher_runs_cells_side_by_side_and_records_a_failing_cell(tmp_
     assert "failed: 2_strategy.k=99" in proc.stdout
 
 
+@pytest.mark.cli
 @pytest.mark.slow
 def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
@@ -269,6 +275,7 @@ def _alive(pid: int) -> bool:
 SLOW_CELL = ["trainer.max_epochs=50", "++trainer.limit_train_batches=20"]
 
 
+@pytest.mark.cli
 @pytest.mark.slow
 def test_a_resume_with_a_different_command_is_refused_and_shows_the_difference(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
@@ -284,6 +291,7 @@ def test_a_resume_with_a_different_command_is_refused_and_shows_the_difference(t
     assert same.returncode == 0 and same.stdout.count("already complete, skipped") == 2
 
 
+@pytest.mark.cli
 @pytest.mark.slow
 def test_a_second_live_sweep_into_the_same_folder_is_refused_and_a_stale_lock_is_taken_over(
     tmp_path: Path,
@@ -309,6 +317,7 @@ def test_a_second_live_sweep_into_the_same_folder_is_refused_and_a_stale_lock_is
     assert not (sweep / "sweep.lock").exists()
 
 
+@pytest.mark.cli
 @pytest.mark.slow
 def test_killing_the_sweep_kills_its_cells(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
@@ -326,6 +335,7 @@ def test_killing_the_sweep_kills_its_cells(tmp_path: Path) -> None:
     assert not [p for p in pids if _alive(p)], "cells outlived their sweep"
 
 
+@pytest.mark.cli
 @pytest.mark.slow
 def test_ctrl_c_stops_the_queue_and_the_running_cell_and_leaves_the_sweep_resumable(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
@@ -386,6 +396,7 @@ def test_cell_names_are_safe_for_any_value() -> None:
     assert len(long.encode()) <= 200 and long != safe_name("k=" + "v" * 499)
 
 
+@pytest.mark.cli
 @pytest.mark.slow
 def test_a_swept_value_with_a_slash_stays_one_cell_folder(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, assert_user_error, run_cli
+from helpers import TINY, assert_user_error, run_cli
 from translearn.train import run
 
 CONTRACT_KEYS = [
@@ -85,6 +85,7 @@ def test_pretrained_start_is_used_when_given(compose_cfg, tmp_path: Path) -> Non
     assert torch.equal(state["net.model.layer3.0.conv1.weight"], source.model.layer3[0].conv1.weight)
 
 
+@pytest.mark.cli
 @pytest.mark.slow
 def test_cli_default_tiny_run_exits_zero_and_prints_metrics(tmp_path: Path) -> None:
     proc = run_cli(*TINY, f"hydra.run.dir={tmp_path}/run")
@@ -96,6 +97,7 @@ def test_cli_default_tiny_run_exits_zero_and_prints_metrics(tmp_path: Path) -> N
     assert (tmp_path / "run" / ".hydra" / "overrides.yaml").is_file()
 
 
+@pytest.mark.cli
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "fragments"),

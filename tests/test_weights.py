@@ -75,8 +75,9 @@ def test_unknown_weight_names_list_the_valid_ones(arch: str, spec: str, fragment
         assert fragment in str(err.value)
 
 
+@pytest.mark.cli
 def test_unknown_weight_name_on_the_command_line_is_one_line(tmp_path: Path) -> None:
-    from conftest import assert_user_error, run_cli
+    from helpers import assert_user_error, run_cli
 
     proc = run_cli("model.weights=IMAGENET1K_V7", f"hydra.run.dir={tmp_path / 'run'}")
     assert_user_error(proc, "model.weights=IMAGENET1K_V7", "IMAGENET1K_V1")
@@ -315,6 +316,7 @@ def test_fetch_replaces_a_truncated_cached_file(
     assert (torch_home / V1_18).read_bytes() == good
 
 
+@pytest.mark.cli
 def test_fetch_cli_is_a_one_line_error_offline(torch_home: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "translearn.weights", "fetch", "resnet50:IMAGENET1K_V2"],

@@ -13,9 +13,11 @@ import torch
 class EpochSeed(pl.Callback):
     """Re-seed every RNG at the start of each training epoch, from (seed, epoch, rank).
 
-    Shuffling, augmentation, dropout and worker seeds then depend only on the epoch, so a run resumed
-    from ``last.ckpt`` replays exactly the epochs an uninterrupted run would have: Lightning restores
-    weights and optimizer state but not the RNG streams.
+    What runs in the main process (dropout, drop-path, anything else drawing from the global RNGs) then
+    depends only on the epoch, so a run resumed from ``last.ckpt`` replays exactly the epochs an
+    uninterrupted run would have: Lightning restores weights and optimizer state but not the RNG streams.
+    Shuffling and augmentation do not rely on it: they are keyed by (seed, epoch, index) in
+    ``translearn.data.base`` (``EpochShuffle`` and ``ImageFileDataset``), whatever the worker count.
     """
 
     def __init__(self, seed: int = 0):

@@ -248,6 +248,3 @@ class FreezePlan:
             for i in range(len(self.names))
         ]
         return ", ".join(f"{n} ({m})" for n, m in zip(self.names, marks, strict=True))
-
-
-POLICIES: dict[str, type[FreezePolicy]] = {p.name: p for p in (Finetune, Freeze, FirstK, Gradual)}
