@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from translearn.backbones import build_backbone
@@ -20,6 +20,14 @@ from translearn.strategies import Finetune, FreezePlan, FreezePolicy
 def _plain(value: Any) -> Any:
     """Hydra hands over DictConfigs; checkpoints must hold plain types to load with weights_only."""
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+
+
+def split_metrics(num_classes: int, prefix: str, top5: bool = True) -> MetricCollection:
+    """Accuracy (micro, as in 2017), and top-5 accuracy when there are more than 5 classes."""
+    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+    if top5 and num_classes > 5:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    return MetricCollection(metrics, prefix=prefix)
 
 
 class TransferModule(pl.LightningModule):
@@ -64,14 +72,11 @@ class TransferModule(pl.LightningModule):
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self._epoch = 0  # the epoch whose freezing state is in force
 
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.top5 = num_classes > 5
-        if self.top5:
-            self.val_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-            self.test_top5 = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-        self.val_loss = MeanMetric()
+        # One collection per split, logged under "<split>/<name>"; top-5 only where it means something.
+        self.train_metrics = split_metrics(num_classes, "train/", top5=False)
+        self.val_metrics = split_metrics(num_classes, "val/")
+        self.test_metrics = split_metrics(num_classes, "test/")
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # weighted by batch size, exact under DDP
         # Persistent so that a resumed run still knows the best accuracy of the epochs before the cut.
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
@@ -85,12 +90,9 @@ class TransferModule(pl.LightningModule):
             self.plan.apply_modes(self._epoch)
         return self
 
-    def on_train_epoch_start(self) -> None:
+    def on_train_epoch_start(self) -> None:  # LRs are logged per stage by Lightning's LearningRateMonitor
         self._epoch = self.current_epoch
         self.train(self.training)
-        groups = self.optimizers().param_groups if self._trainer is not None else []
-        if groups:
-            self.log("train/lr", groups[-1]["lr"], on_step=False, on_epoch=True)
 
     def on_after_backward(self) -> None:
         # Here, not in on_before_optimizer_step: under 16-mixed Lightning unscales and checks for inf
@@ -142,48 +144,36 @@ class TransferModule(pl.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return (self.net if self._compiled is None else self._compiled)(x)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], split: str) -> torch.Tensor:
+        """The one step of every split: forward, loss, metrics, logs."""
         x, y = batch
         logits = self(x)
         loss = self.criterion(logits, y)
-        self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        metrics = getattr(self, f"{split}_metrics")
+        metrics.update(logits, y)
+        if split == "train":
+            self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        else:
+            mean = getattr(self, f"{split}_loss")
+            mean.update(loss, weight=len(y))
+            self.log(f"{split}/loss", mean, on_step=False, on_epoch=True, prog_bar=split == "val")
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split != "test")
         return loss
 
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        logits = self(x)
-        self.val_loss(self.criterion(logits, y), weight=len(y))
-        self.val_acc(logits, y)
-        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
-        if self.top5:
-            self.val_top5(logits, y)
-            self.log("val/acc_top5", self.val_top5, on_step=False, on_epoch=True)
+        self._step(batch, "val")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._step(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        self.val_acc_best(self.val_acc.compute())
+        self.val_acc_best(self.val_metrics["acc"].compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        logits = self(x)
-        self.test_acc(logits, y)
-        self.log(
-            "test/loss",
-            self.criterion(logits, y),
-            on_step=False,
-            on_epoch=True,
-            batch_size=len(y),
-            sync_dist=True,
-        )
-        self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)
-        if self.top5:
-            self.test_top5(logits, y)
-            self.log("test/acc_top5", self.test_top5, on_step=False, on_epoch=True)
 
     # --- optimisation -----------------------------------------------------------------------------
 

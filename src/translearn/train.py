@@ -21,6 +21,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.utilities import rank_zero_info
 
 from translearn import features, sweep
@@ -58,6 +59,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     policy = instantiate(cfg.strategy)
     model = instantiate(cfg.model, policy=policy, weights=resolve_weights(cfg))
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if not (cfg.get("logger") or {}):  # Lightning refuses an LR monitor with nowhere to log
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     identity = run_identity(cfg)
     if ckpt_path:
         _check_same_run(folder, Path(ckpt_path), identity)
