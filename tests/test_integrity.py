@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import TINY, assert_user_error, run_cli
 from translearn.checkpoints import AtomicCheckpointIO
 from translearn.errors import UserError
 from translearn.rundir import COMPLETE, FAILED, INTERRUPTED, PENDING, RunDir, readable_checkpoint
@@ -33,7 +34,8 @@ def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one_whole(tmp_path:
     script = textwrap.dedent(
         f"""
         import torch, sys
-        from translearn.checkpoints import AtomicCheckpointIO
+        from helpers import TINY, assert_user_error, run_cli
+from translearn.checkpoints import AtomicCheckpointIO
         io = AtomicCheckpointIO()
         i = 0
         while True:
@@ -76,30 +78,30 @@ def _cut(path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.cli
 def test_a_corrupt_last_ckpt_resumes_from_the_newest_good_one_or_says_what_to_do(
-    compose_cfg, tmp_path: Path, recwarn
+    compose_cfg, tmp_path: Path
 ) -> None:
+    """A run cut after 2 epochs, its last.ckpt cut to a third (a copy cut short); resumed from the CLI."""
     common = ["strategy=freeze", "trainer.max_epochs=3", "strategy.cache_features=false"]
     crash = "+callbacks.crash={_target_:fakes.CrashAtEpoch,epoch:2}"
     out = tmp_path / "cut"
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(compose_cfg(*common, crash, run_dir=out))
-    folder = RunDir(out)
-    assert folder.status == INTERRUPTED
+    assert RunDir(out).status == INTERRUPTED
     _cut(out / "checkpoints" / "last.ckpt")
-    resumed = run(compose_cfg(*common, "ckpt_path=last", run_dir=out))
-    assert resumed["status"] == COMPLETE and resumed["epochs"] == 3
-    assert any(
-        "last.ckpt is unreadable" in str(w.message) and "best-epoch" in str(w.message) for w in recwarn
-    )
+    resumed = run_cli(*TINY, *common, "ckpt_path=last", f"hydra.run.dir={out}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "last.ckpt is unreadable" in resumed.stderr and "resuming from best-epoch" in resumed.stderr
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
 
     other = tmp_path / "other"
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(compose_cfg(*common, crash, run_dir=other))
     for ckpt in (other / "checkpoints").glob("*.ckpt"):
         _cut(ckpt)
-    with pytest.raises(UserError, match=r"last\.ckpt is unreadable .* no other checkpoint is good; move it"):
-        run(compose_cfg(*common, "ckpt_path=last", run_dir=other))
+    refused = run_cli(*TINY, *common, "ckpt_path=last", f"hydra.run.dir={other}")
+    assert_user_error(refused, "last.ckpt is unreadable", "no other checkpoint is good; move it away")
 
 
 @pytest.mark.slow
