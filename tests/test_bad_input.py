@@ -30,6 +30,7 @@ COMMAND_LINE = [
     ),
     (["+dataset.hflip=false"], ("unknown key dataset.hflip", "ShapesDataModule")),
     (["+strategy.warmup=3"], ("unknown key strategy.warmup", "Finetune")),
+    (["dataset=_base"], ("dataset=_base holds the keys every dataset shares; it is not a dataset",)),
     (
         ["-m", "strategy=finetune,freeze,first_k", "strategy.k=1,2"],
         ("strategy.k is a key of strategy=first_k only", "-m strategy=first_k strategy.k=1,2"),

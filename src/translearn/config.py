@@ -74,7 +74,10 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options is not None:
         group, _, name = exc.missing_cfg_file.rpartition("/")
         if group:
-            return f"unknown {group} '{name}'; choose one of: {', '.join(sorted(exc.options))}"
+            shown = sorted(
+                o for o in exc.options if not o.startswith("_")
+            )  # _base: shared keys, not a choice
+            return f"unknown {group} '{name}'; choose one of: {', '.join(shown)}"
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     lines = [
         ln for ln in lines if not ln.startswith(("full_key:", "object_type", "reference_type", "Set the env"))
@@ -124,6 +127,10 @@ def check_values(cfg: DictConfig) -> None:
     """Checks that need no data and no model: names and enumerations, once, where the config enters."""
     from translearn.weights import parse_weights
 
+    if not cfg.dataset.get("_target_"):
+        raise UserError(
+            "dataset=_base holds the keys every dataset shares; it is not a dataset (e.g. dataset=shapes)"
+        )
     library = str(cfg.model.get("library", "torchvision"))
     parse_weights(library, str(cfg.model.get("backbone")), str(cfg.model.get("weights")))
     for key, allowed in (("color", ("rgb", "gray")), ("gray_mode", ("replicate", "adapt"))):
