@@ -159,11 +159,7 @@ def test_prepare_cli_names_an_unknown_dataset(capsys: pytest.CaptureFixture) -> 
 
 
 def test_fetch_zip_checks_the_checksum_and_unpacks(tmp_path: Path) -> None:
-    source = publishers.hymenoptera(tmp_path / "src")
-    archive = tmp_path / "hymenoptera_data.zip"
-    with zipfile.ZipFile(archive, "w") as zf:
-        for path in sorted((source / "hymenoptera_data").rglob("*")):
-            zf.write(path, path.relative_to(source).as_posix())
+    archive = _hymenoptera_zip(tmp_path)
     url = archive.as_uri()  # file://: the real download code path, no network
     with pytest.raises(UserError, match="SHA-256"):
         fetch_zip(url, tmp_path / "wrong", "0" * 64, name="hymenoptera_data.zip")

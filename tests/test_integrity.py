@@ -34,8 +34,7 @@ def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one_whole(tmp_path:
     script = textwrap.dedent(
         f"""
         import torch, sys
-        from helpers import TINY, assert_user_error, run_cli
-from translearn.checkpoints import AtomicCheckpointIO
+        from translearn.checkpoints import AtomicCheckpointIO
         io = AtomicCheckpointIO()
         i = 0
         while True:
@@ -48,7 +47,8 @@ from translearn.checkpoints import AtomicCheckpointIO
     for delay in (0.35, 0.6, 0.85):
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
-        proc.stdout.readline()  # one save finished: from here on a previous checkpoint exists
+        first = proc.stdout.readline()  # one save finished: from here on a previous checkpoint exists
+        assert first.strip() == "1", "the saving process died before its first save (see its stderr)"
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()

@@ -13,6 +13,8 @@ and ``translearn.report`` all ask this type, so they cannot disagree about when 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import socket
@@ -22,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from translearn.errors import UserError
-from translearn.storage import write_json
+from translearn.storage import write_atomic, write_json
 
 COMPLETE, FAILED, INTERRUPTED, PENDING = "complete", "failed", "interrupted", "pending"
 
@@ -140,6 +144,10 @@ class RunDir:
         found = state.get("translearn_identity") if isinstance(state, dict) else None
         return found if isinstance(found, dict) else None
 
+    def check_same_run(self, checkpoint: Path, identity: dict[str, Any]) -> None:
+        """Resuming with other settings than the run's own is a one-line error that names them."""
+        _check_same_run(self, checkpoint, identity)
+
     def wandb_run_id(self, checkpoint: Path | None) -> str | None:
         import torch
 
@@ -174,3 +182,89 @@ class RunDir:
         marker = self.path / "failure.json"
         if marker.exists():
             os.replace(marker, self.path / "failure.previous.json")
+
+
+# Keys that may change between a run and its resume: where things are, how fast they load, how long to train.
+RESUME_FREE_KEYS = (
+    "dataset.root",
+    "dataset.num_workers",
+    "dataset.cache",
+    "dataset.cache_dir",
+    "dataset.index_dir",
+    "model.compile",
+    "model.channels_last",
+)
+
+
+def run_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The settings that define a run's result, flattened (``dataset.color``: ``rgb``, ...)."""
+    flat: dict[str, Any] = {"seed": cfg.get("seed")}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif prefix not in RESUME_FREE_KEYS:
+            flat[prefix] = value
+
+    for group in ("dataset", "model", "strategy"):
+        walk(group, OmegaConf.to_container(cfg[group], resolve=True))
+    return flat
+
+
+def _check_same_run(folder: RunDir, checkpoint: Path, identity: dict[str, Any]) -> None:
+    stored = folder.identity(checkpoint)
+    if stored is None or stored == identity:
+        return
+    changed = [k for k in sorted(set(stored) | set(identity)) if stored.get(k) != identity.get(k)]
+    shown = "; ".join(f"{k}={stored.get(k)} in the run, {identity.get(k)} now" for k in changed[:3])
+    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+    raise UserError(
+        f"{checkpoint} belongs to a different run ({shown}{more}); resume with the run's own settings, "
+        "or start a new run in another hydra.run.dir"
+    )
+
+
+class CsvHistory:
+    """A resumed run's earlier CSV rows: Lightning's CSVLogger deletes ``metrics.csv`` when it starts again.
+
+    Read before the resumed fit, put back in front of its rows after it (atomically), so the file keeps
+    every epoch once: the earlier run's up to the resume epoch, the resumed run's from there.
+    """
+
+    def __init__(self, file: Path, rows: list[dict[str, str]], epoch: int):
+        self.file, self.rows, self.epoch = file, rows, epoch
+
+    @classmethod
+    def before_resume(cls, loggers: list[Any], resumed_from: Path | None) -> CsvHistory | None:
+        import torch
+        from pytorch_lightning.loggers import CSVLogger
+
+        csv_logger = next((lg for lg in loggers if isinstance(lg, CSVLogger)), None)
+        if csv_logger is None or resumed_from is None:
+            return None
+        file = Path(csv_logger.log_dir) / "metrics.csv"
+        if not file.is_file():
+            return None
+        state = torch.load(resumed_from, map_location="cpu", weights_only=True, mmap=True)
+        epoch = int(state.get("epoch", 0)) + 1
+        with open(file, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if _epoch(r) is not None and _epoch(r) < epoch]
+        return cls(file, rows, epoch)
+
+    def merge(self) -> None:
+        after: list[dict[str, str]] = []
+        if self.file.is_file():
+            with open(self.file, newline="") as f:
+                after = [r for r in csv.DictReader(f) if _epoch(r) is None or _epoch(r) >= self.epoch]
+        keys = list(dict.fromkeys(k for row in [*self.rows, *after] for k in row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows([*self.rows, *after])
+        write_atomic(self.file, text.getvalue())
+
+
+def _epoch(row: dict[str, str]) -> int | None:
+    value = row.get("epoch", "")
+    return int(float(value)) if value not in ("", None) else None

@@ -30,8 +30,7 @@ from translearn.checkpoints import AtomicCheckpointIO
 from translearn.config import instantiate, one_line, register_resolvers, validate_command_line
 from translearn.errors import UserError, exit_with
 from translearn.pretrain import resolve_weights
-from translearn.rundir import COMPLETE, RunDir
-from translearn.storage import write_atomic
+from translearn.rundir import COMPLETE, CsvHistory, RunDir, run_identity
 from translearn.weights import parse_weights, preprocessing_for
 
 register_resolvers()
@@ -63,11 +62,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     identity = run_identity(cfg)
     if ckpt_path:
-        _check_same_run(folder, Path(ckpt_path), identity)
+        folder.check_same_run(Path(ckpt_path), identity)
     callbacks.append(RunIdentity(identity))
     resumed_from = Path(ckpt_path) if ckpt_path else None
     loggers = [_make_logger(c, folder, resumed_from) for c in (cfg.get("logger") or {}).values() if c]
-    csv_history = _csv_history(loggers, resumed_from)
+    csv_history = CsvHistory.before_resume(loggers, resumed_from)
     extra = cfg.trainer.get("plugins")
     plugins = [*(instantiate(extra) if extra else []), AtomicCheckpointIO()]
     trainer: pl.Trainer = instantiate(
@@ -87,7 +86,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         try:
             trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
         finally:
-            _merge_csv_history(csv_history)
+            if csv_history is not None:
+                csv_history.merge()
         clock = next((c for c in trainer.callbacks if isinstance(c, Throughput)), None)
         # The seconds of the fits before a resume (from the checkpoint) count too.
         train_seconds = time.perf_counter() - start + (clock.fit_seconds_before if clock else 0.0)
@@ -154,47 +154,6 @@ def _throughput(trainer: pl.Trainer) -> dict[str, float | None]:
     }
 
 
-# Keys that may change between a run and its resume: where things are, how fast they load, how long to train.
-RESUME_FREE_KEYS = (
-    "dataset.root",
-    "dataset.num_workers",
-    "dataset.cache",
-    "dataset.cache_dir",
-    "dataset.index_dir",
-    "model.compile",
-    "model.channels_last",
-)
-
-
-def run_identity(cfg: DictConfig) -> dict[str, Any]:
-    """The settings that define a run's result, flattened (``dataset.color``: ``rgb``, ...)."""
-    flat: dict[str, Any] = {"seed": cfg.get("seed")}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}", v)
-        elif prefix not in RESUME_FREE_KEYS:
-            flat[prefix] = value
-
-    for group in ("dataset", "model", "strategy"):
-        walk(group, OmegaConf.to_container(cfg[group], resolve=True))
-    return flat
-
-
-def _check_same_run(folder: RunDir, checkpoint: Path, identity: dict[str, Any]) -> None:
-    stored = folder.identity(checkpoint)
-    if stored is None or stored == identity:
-        return
-    changed = [k for k in sorted(set(stored) | set(identity)) if stored.get(k) != identity.get(k)]
-    shown = "; ".join(f"{k}={stored.get(k)} in the run, {identity.get(k)} now" for k in changed[:3])
-    more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-    raise UserError(
-        f"{checkpoint} belongs to a different run ({shown}{more}); resume with the run's own settings, "
-        "or start a new run in another hydra.run.dir"
-    )
-
-
 def _make_logger(logger_cfg: DictConfig, folder: RunDir, resumed_from: Path | None) -> Any:
     """Instantiate a logger; a resumed W&B run continues the run id stored in its checkpoint."""
     if str(logger_cfg.get("_target_", "")).endswith("WandbLogger") and resumed_from is not None:
@@ -202,52 +161,6 @@ def _make_logger(logger_cfg: DictConfig, folder: RunDir, resumed_from: Path | No
         if stored:
             return instantiate(logger_cfg, id=stored, resume="allow")
     return instantiate(logger_cfg)
-
-
-def _csv_history(
-    loggers: list[Any], resumed_from: Path | None
-) -> tuple[Path, list[dict[str, str]], int] | None:
-    """A resumed run's earlier CSV rows, which Lightning's CSVLogger would overwrite, and the resume epoch."""
-    from pytorch_lightning.loggers import CSVLogger
-
-    csv = next((lg for lg in loggers if isinstance(lg, CSVLogger)), None)
-    if csv is None or resumed_from is None:
-        return None
-    file = Path(csv.log_dir) / "metrics.csv"
-    if not file.is_file():
-        return None
-    import csv as csvlib
-
-    epoch = (
-        int(torch.load(resumed_from, map_location="cpu", weights_only=True, mmap=True).get("epoch", 0)) + 1
-    )
-    with open(file, newline="") as f:
-        rows = [
-            r for r in csvlib.DictReader(f) if r.get("epoch", "") != "" and int(float(r["epoch"])) < epoch
-        ]
-    return file, rows, epoch
-
-
-def _merge_csv_history(history: tuple[Path, list[dict[str, str]], int] | None) -> None:
-    """Put the epochs before the resume back in front of the resumed run's rows (written atomically)."""
-    if not history:
-        return
-    import csv as csvlib
-    import io
-
-    file, before, epoch = history
-    after: list[dict[str, str]] = []
-    if file.is_file():
-        with open(file, newline="") as f:
-            after = [
-                r for r in csvlib.DictReader(f) if r.get("epoch", "") == "" or int(float(r["epoch"])) >= epoch
-            ]
-    keys = list(dict.fromkeys(k for row in [*before, *after] for k in row))
-    text = io.StringIO()
-    writer = csvlib.DictWriter(text, fieldnames=keys, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows([*before, *after])
-    write_atomic(file, text.getvalue())
 
 
 def _replicas_in_sync(trainer: pl.Trainer, model: pl.LightningModule) -> bool | None:
