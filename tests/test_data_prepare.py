@@ -17,8 +17,8 @@ from translearn.data.__main__ import main as data_main
 from translearn.data.download import fetch_kaggle, fetch_zip, file_sha256
 from translearn.data.hymenoptera import HymenopteraDataModule
 from translearn.data.imagefolder import ImageFolderDataModule
-from translearn.data.prepare import verify_image
 from translearn.data.simpsons import SimpsonsDataModule
+from translearn.data.verify import verify_image
 from translearn.errors import UserError
 
 

@@ -67,4 +67,4 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
+    write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")

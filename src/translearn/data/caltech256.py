@@ -15,7 +15,8 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar
 
-from translearn.data.prepare import PreparedDataModule, Scan, class_folder_scan
+from translearn.data.prepare import PreparedDataModule
+from translearn.data.scan import Scan, class_folder_scan
 from translearn.errors import UserError
 
 CATEGORIES = "256_ObjectCategories"

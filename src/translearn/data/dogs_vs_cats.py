@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from translearn.data.download import cut_short, fetch_kaggle
-from translearn.data.prepare import PreparedDataModule, Scan, images_in
+from translearn.data.prepare import PreparedDataModule
+from translearn.data.scan import Scan, images_in
 from translearn.data.splits import Entry
 
 KAGGLE_REF = "dogs-vs-cats"

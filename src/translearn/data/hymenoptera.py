@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from translearn.data.download import cut_short, fetch_zip
-from translearn.data.prepare import PreparedDataModule, Scan, class_folder_scan, merge
+from translearn.data.prepare import PreparedDataModule
+from translearn.data.scan import Scan, class_folder_scan, merge
 from translearn.data.splits import Entry, assign_splits
 
 URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"

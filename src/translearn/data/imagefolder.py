@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from translearn.data.prepare import PreparedDataModule, Scan, class_folder_scan, merge
+from translearn.data.prepare import PreparedDataModule
+from translearn.data.scan import Scan, class_folder_scan, merge
 from translearn.data.splits import SPLIT_RULES, Entry, assign_splits
 
 VAL_NAMES = ("val", "valid", "validation")

@@ -2,14 +2,15 @@
 
 Training reads only the index, so no epoch ever meets a file that does not decode. The pipeline:
 
-1. **scan** (per dataset, :meth:`PreparedDataModule.scan`): the image files of the layout, each with its
-   class and, where the layout fixes it, its split. Stray entries (``056.dog/greg/``, ``RENAME2``, the
-   nested ``simpsons_dataset/simpsons_dataset/``) are set aside as *ignored* and listed in the report.
+1. **scan** (per dataset, :meth:`PreparedDataModule.scan`, with :mod:`translearn.data.scan`): the image
+   files of the layout, each with its class and, where the layout fixes it, its split. Stray entries
+   (``056.dog/greg/``, ``RENAME2``, the nested ``simpsons_dataset/simpsons_dataset/``) are set aside as
+   *ignored* and listed in the report.
 2. **select** the classes: ``dataset.classes`` (``all``, a preset, or a list) then ``dataset.top_n``.
    Empty class folders are dropped with a warning.
-3. **verify** every selected file once: not empty, decodes completely, converts to RGB. Results are
-   cached by (size, mtime), so preparing again re-verifies only what changed. Files that fail are
-   *excluded* and listed with the reason; nothing is deleted or rewritten.
+3. **verify** (:mod:`translearn.data.verify`) every selected file once: not empty, decodes completely,
+   converts to RGB. Results are cached by (size, mtime), so preparing again re-verifies only what
+   changed. Files that fail are *excluded* and listed with the reason; nothing is deleted or rewritten.
 4. **split** (:mod:`translearn.data.splits`) and **write** the index and a report.
 
 Nothing is written into the data root, which may be read-only: the index, the verification cache and
@@ -28,24 +29,21 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from filelock import FileLock
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from PIL import Image
 
 from translearn.data.base import SPLITS, DatasetIndex, ImageDataModule
-from translearn.data.images import IMAGE_EXTENSIONS, JUNK_NAMES, is_image_name, load_rgb
+from translearn.data.scan import Scan
 from translearn.data.splits import SPLIT_RULES, Entry, assign_splits, natural_key
+from translearn.data.verify import verify_files
 from translearn.errors import UserError
-from translearn.storage import write_atomic
+from translearn.storage import write_atomic, write_json
 
 INDEX_VERSION = 1
-# Above this many files to decode, verification runs on threads (Pillow releases the GIL while decoding).
-PARALLEL_FROM = 64
 _warned: set[str] = set()
 
 
@@ -62,249 +60,6 @@ def warn_once(message: str) -> None:
         return
     _warned.add(message)
     say(f"translearn: warning: {message}", sys.stderr)
-
-
-# --- scanning ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class Scan:
-    """What a dataset's layout holds: image entries, class folders (empty ones too), and ignored entries."""
-
-    entries: list[Entry] = field(default_factory=list)
-    class_dirs: list[str] = field(default_factory=list)
-    ignored: list[tuple[str, str]] = field(default_factory=list)
-
-
-def relative(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
-
-
-def is_junk(name: str) -> bool:
-    """Files operating systems and archivers leave behind: skipped silently, never reported."""
-    return name.startswith(".") or name.lower() in JUNK_NAMES or name == "__MACOSX"
-
-
-def list_dir(folder: Path) -> list[os.DirEntry]:
-    """The entries of ``folder`` sorted by name; an unreadable folder is the user's to fix, in one line."""
-    try:
-        with os.scandir(folder) as it:
-            return sorted(it, key=lambda e: e.name)
-    except PermissionError:
-        raise UserError(
-            f"cannot read {folder} (permission denied); make it readable (chmod) and rerun"
-        ) from None
-    except NotADirectoryError:
-        raise UserError(f"{folder} is not a folder") from None
-
-
-def undecodable(name: str) -> str | None:
-    """A file name that is not UTF-8 (os.scandir hands its bytes over as surrogates): its printable form.
-
-    Such names cannot go into the index or the report, which are UTF-8 JSON, so the file is skipped and
-    listed under this form (bad bytes as ``\\xNN``).
-    """
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return os.fsencode(name).decode("utf-8", "backslashreplace")
-    return None
-
-
-def is_dir(entry: os.DirEntry) -> bool:
-    """Symlinked folders count as folders; a dangling link does not."""
-    try:
-        return entry.is_dir(follow_symlinks=True)
-    except OSError:
-        return False
-
-
-def subfolders(folder: Path) -> list[Path]:
-    return [Path(e.path) for e in list_dir(folder) if is_dir(e) and not is_junk(e.name)]
-
-
-def image_name(name: str) -> bool:
-    """:func:`translearn.data.images.is_image_name` without pathlib: a scan checks ~30k names, often."""
-    return not is_junk(name) and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
-
-
-def _links_above(link: str, root: Path) -> bool:
-    """A folder link to the dataset root or above it: following it would relabel every class's images."""
-    target, base = os.path.realpath(link), os.path.realpath(root)
-    return base == target or base.startswith(target.rstrip(os.sep) + os.sep)
-
-
-def _links_into_dataset(link: str, root: Path, top: str) -> bool:
-    """A followed folder link that leads to the dataset root, above it, or into another class's folder."""
-    target, base = os.path.realpath(link), os.path.realpath(root)
-    inside = target.startswith(base + os.sep)
-    own = target == top or target.startswith(top + os.sep)
-    return _links_above(link, root) or (inside and not own)
-
-
-def images_in(
-    folder: Path,
-    root: Path,
-    recursive: bool = False,
-    _seen: set[str] | None = None,
-    top: str | None = None,
-) -> tuple[list[str], list[tuple[str, str]]]:
-    """(image paths, ignored entries) under ``folder``, relative to ``root``; symlinked folders followed.
-
-    Non-recursive: subfolders are not part of the layout (Caltech256's ``056.dog/greg/``) and are
-    reported as ignored. Recursive: each real folder is visited once, so a symlink loop ends.
-    """
-    seen = _seen if _seen is not None else set()
-    prefix = relative(folder, root) + "/" if folder != root else ""
-    real = os.path.realpath(folder)
-    if real in seen:
-        return [], [(prefix, "symlink loop (already visited)")]
-    seen.add(real)
-    images: list[str] = []
-    ignored: list[tuple[str, str]] = []
-    for entry in list_dir(folder):
-        name = entry.name
-        if is_junk(name):
-            continue
-        if (shown := undecodable(name)) is not None:
-            ignored.append(((undecodable(prefix) or prefix) + shown, "file name is not valid UTF-8"))
-            continue
-        if is_dir(entry):
-            if recursive and entry.is_symlink() and _links_into_dataset(entry.path, root, top or real):
-                ignored.append(
-                    (f"{prefix}{name}/", "symlink back into the dataset (its images belong to other classes)")
-                )
-            elif recursive:
-                sub_images, sub_ignored = images_in(Path(entry.path), root, True, seen, top or real)
-                images += sub_images
-                ignored += sub_ignored
-            else:
-                ignored.append((f"{prefix}{name}/", "unexpected folder inside a class folder"))
-        elif image_name(name):
-            images.append(prefix + name)
-        else:
-            ignored.append((prefix + name, "not an image file name"))
-    return images, ignored
-
-
-def class_folder_scan(
-    root: Path, folder: Path, split: str | None = None, recursive: bool = False, skip: Sequence[str] = ()
-) -> Scan:
-    """``folder/<class>/<image>``: each subfolder is a class (empty ones included in ``class_dirs``)."""
-    scan = Scan()
-    for entry in list_dir(folder):
-        path = Path(entry.path)
-        if is_junk(entry.name) or entry.name in skip:
-            continue
-        if (shown := undecodable(entry.name)) is not None:
-            where = undecodable(relative(folder, root)) or relative(folder, root)
-            scan.ignored.append((f"{where}/{shown}".lstrip("./"), "file name is not valid UTF-8"))
-            continue
-        if is_dir(entry) and entry.is_symlink() and _links_above(entry.path, root):
-            scan.ignored.append(
-                (relative(path, root) + "/", "symlink back into the dataset (would relabel images)")
-            )
-            continue
-        if not is_dir(entry):
-            reason = (
-                "image outside any class folder" if is_image_name(entry.name) else "not part of the layout"
-            )
-            scan.ignored.append((relative(path, root), reason))
-            continue
-        scan.class_dirs.append(entry.name)
-        images, ignored = images_in(path, root, recursive)
-        scan.entries += [Entry(rel, entry.name, split) for rel in images]
-        scan.ignored += ignored
-    return scan
-
-
-def merge(*scans: Scan) -> Scan:
-    out = Scan()
-    for scan in scans:
-        out.entries += scan.entries
-        out.ignored += scan.ignored
-        out.class_dirs += [c for c in scan.class_dirs if c not in out.class_dirs]
-    return out
-
-
-# --- verification -----------------------------------------------------------------------------------
-
-
-def verify_image(path: str | Path) -> str | None:
-    """Why ``path`` cannot be trained on, or None when it is a complete, decodable image."""
-    try:
-        if os.path.getsize(path) == 0:
-            return "empty file (0 bytes)"
-        image = load_rgb(path)  # a full decode: truncated files fail here
-        if image.width < 1 or image.height < 1:
-            return "image has no pixels"
-    except Image.UnidentifiedImageError:
-        return "not an image (no decoder recognises it)"
-    except Image.DecompressionBombError as exc:
-        return f"too large to decode safely: {exc}"
-    except Exception as exc:  # any decoder failure means: do not train on it
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        if "truncated" in message.lower():
-            return f"truncated: {message}"
-        return f"cannot decode: {message}"
-    return None
-
-
-def _stat(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_size, st.st_mtime_ns
-
-
-@dataclass
-class Verified:
-    """Per file: None when usable, else why not. ``checked`` counts the files decoded in this call."""
-
-    reasons: dict[str, str | None]
-    checked: int
-
-
-def verify_files(root: Path, rels: Sequence[str], cache_file: Path, reverify: bool = False) -> Verified:
-    """Verify ``rels`` under ``root``, decoding only files whose (size, mtime) changed since the cache."""
-    cache: dict[str, list] = {}
-    if cache_file.is_file() and not reverify:
-        try:
-            cache = json.loads(cache_file.read_text(encoding="utf-8")).get("files", {})
-        except (OSError, ValueError):
-            cache = {}  # a damaged cache only costs a re-verification
-    reasons: dict[str, str | None] = {}
-    todo: list[tuple[str, tuple[int, int]]] = []
-    for rel in rels:
-        stat = _stat(root / rel)
-        if stat is None:
-            reasons[rel] = "cannot read (missing or permission denied)"
-            continue
-        cached = cache.get(rel)
-        if cached and tuple(cached[:2]) == stat:
-            reasons[rel] = cached[2]
-        else:
-            todo.append((rel, stat))
-    if todo:
-        paths = [root / rel for rel, _ in todo]
-        if len(todo) >= PARALLEL_FROM:
-            say(f"translearn: verifying {len(todo)} files under {root} (once; cached)")
-            with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
-                results = list(pool.map(verify_image, paths, chunksize=16))
-        else:
-            results = [verify_image(p) for p in paths]
-        for (rel, stat), reason in zip(todo, results, strict=True):
-            reasons[rel] = reason
-            cache[rel] = [*stat, reason]
-    if todo or reverify:
-        write_json(cache_file, {"version": INDEX_VERSION, "files": cache})
-    return Verified(reasons, len(todo))
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomic: a reader (another rank, another sweep cell) never sees half a file."""
-    write_atomic(path, json.dumps(data, ensure_ascii=False, indent=1) + "\n")
 
 
 # --- class selection --------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from translearn.data.download import cut_short, fetch_kaggle
-from translearn.data.prepare import PreparedDataModule, Scan, class_folder_scan, images_in, subfolders
+from translearn.data.prepare import PreparedDataModule
+from translearn.data.scan import Scan, class_folder_scan, images_in, subfolders
 from translearn.data.splits import Entry
 from translearn.errors import UserError
 
