@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -180,6 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default=BEFORE, help="the commit to time the offline default against")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "RESULTS.md"))
     args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="translearn-bench-"))
+    try:
+        return _bench(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # checkpoints and caches: over a GB even at toy size
+
+
+def _bench(args: argparse.Namespace, work: Path) -> int:
     limit = 2 if args.toy else None
     epochs, repeats = (1, 1) if args.toy else (args.epochs, args.repeats)
     cache_epochs = 1 if args.toy else args.cache_epochs
@@ -187,7 +196,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from translearn.data.shapes import generate
 
-    work = Path(tempfile.mkdtemp(prefix="translearn-bench-"))
     data = generate(
         Path(os.environ.get("TRANSLEARN_DATA", Path.home() / ".cache/translearn/data")) / "shapes"
     )

@@ -20,8 +20,10 @@ Pixels are random, so accuracies mean nothing here; only the times do.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -198,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_grid:
         work = Path(args.work or tempfile.mkdtemp(prefix="translearn-gpu-"))
+        if not args.work:  # the synthetic datasets and runs are tens of GB at full size
+            atexit.register(shutil.rmtree, work, True)
         epochs = 1 if args.toy else args.grid_epochs
         lines += [
             "",

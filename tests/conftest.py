@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -59,3 +60,20 @@ def compose_cfg(tmp_path: Path) -> Iterator[Callable[..., DictConfig]]:
 
     yield make
     GlobalHydra.instance().clear()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.passed_call = report.passed  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def _free_disk(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A passed test's tmp_path goes at once: runs leave 45 MB checkpoints, 13 GB over the whole suite."""
+    path = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if path is not None and getattr(request.node, "passed_call", False):
+        shutil.rmtree(path, ignore_errors=True)
