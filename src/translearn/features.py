@@ -66,30 +66,31 @@ def parse_mode(value: Any) -> str:
 def frozen_prefix(module: Any, mode: str = "auto") -> tuple[int, float, str | None]:
     """(k, until, None) when the first k stages are a fixed function until epoch ``until``; else a reason.
 
-    ``until`` is infinite for freeze and first_k; for gradual it is the first unfreeze, and only the head
-    trains before it. ``auto`` caches gradual's head-only phase only when it lasts two epochs or more:
-    building the cache costs about one uncached epoch, so a single cached epoch saves nothing.
+    Derived from the plan's unfreeze epochs, not from the policy's name: ``until`` is infinite when the
+    first k stages never train (freeze, first_k); when every stage waits for a later epoch (gradual), only
+    the head trains before the first unfreeze and ``until`` is that epoch. ``auto`` caches such a
+    head-only phase only when it lasts two epochs or more: building the cache costs about one uncached
+    epoch, so a single cached epoch saves nothing.
     """
     plan, net = module.plan, module.net
-    never = float("inf")
+    policy, never = plan.policy.name, float("inf")
     k = 0
     while k < net.num_stages and plan.unfreeze[k] == never:
         k += 1
+    first = min(plan.unfreeze[: net.num_stages])  # the first epoch any stage trains
     until = never
-    if k == 0 and plan.policy.name == "gradual":
-        until = min(plan.unfreeze[: net.num_stages])
-        if until < 1:
-            return 0, never, "strategy=gradual unfreezes a stage at epoch 0, so there is no head-only phase"
-        if until < 2 and mode == "auto":
+    if k == 0 and 1 <= first < never:  # a head-only phase, then stages unfreeze
+        if first < 2 and mode == "auto":
             return (
                 0,
                 never,
-                "strategy=gradual unfreezes its first stage at epoch 1; caching one head-only epoch costs "
+                f"strategy={policy} unfreezes its first stage at epoch 1; caching one head-only epoch costs "
                 "as much as it saves (strategy.cache_features=true caches it anyway)",
             )
-        k = net.num_stages
+        k, until = net.num_stages, first
     if k == 0:
-        return 0, never, f"strategy={plan.policy.name} trains the stem, so no frozen part comes first"
+        what = "the stem" if plan.unfreeze[0] == 0 else "a stage from epoch 0"
+        return 0, never, f"strategy={policy} trains {what}, so no frozen part comes first"
     if plan.policy.bn != "frozen":
         return (
             0,

@@ -14,6 +14,7 @@ and ``translearn.report`` all ask this type, so they cannot disagree about when 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -32,17 +33,36 @@ from translearn.storage import write_atomic, write_json
 COMPLETE, FAILED, INTERRUPTED, PENDING = "complete", "failed", "interrupted", "pending"
 
 
-def readable_checkpoint(path: Path) -> str | None:
-    """None if ``path`` loads as a checkpoint (weights_only, memory-mapped: cheap); else why not."""
+def peek(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(checkpoint, None), or (None, why it cannot be read); loaded once per file version.
+
+    Resuming asks several things of one checkpoint (is it readable, its identity, its W&B run id, its
+    epoch for the CSV history): memory-mapped, weights_only, and cached on (path, size, mtime).
+    """
+    try:
+        stat = os.stat(path)
+    except OSError as exc:
+        return None, str(exc)
+    return _peek(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _peek(path: str, _size: int, _mtime: int) -> tuple[dict[str, Any] | None, str | None]:
     import torch
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # truncated zip, bytes that are not a checkpoint, unsafe pickle, I/O error
-        return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        return None, text.splitlines()[0][:200] if text else type(exc).__name__
     if not isinstance(state, dict) or "state_dict" not in state:
-        return "it holds no state_dict"
-    return None
+        return None, "it holds no state_dict"
+    return state, None
+
+
+def readable_checkpoint(path: Path) -> str | None:
+    """None if ``path`` loads as a checkpoint; else why not."""
+    return peek(path)[1]
 
 
 @dataclass(frozen=True)
@@ -135,13 +155,7 @@ class RunDir:
 
     def identity(self, checkpoint: Path) -> dict[str, Any] | None:
         """What the run stored about its own setup (``callbacks.RunIdentity``); None for older checkpoints."""
-        import torch
-
-        try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:
-            return None
-        found = state.get("translearn_identity") if isinstance(state, dict) else None
+        found = (peek(checkpoint)[0] or {}).get("translearn_identity")
         return found if isinstance(found, dict) else None
 
     def check_same_run(self, checkpoint: Path, identity: dict[str, Any]) -> None:
@@ -149,15 +163,9 @@ class RunDir:
         _check_same_run(self, checkpoint, identity)
 
     def wandb_run_id(self, checkpoint: Path | None) -> str | None:
-        import torch
-
-        if checkpoint is None or not checkpoint.is_file():
+        if checkpoint is None:
             return None
-        try:
-            state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:
-            return None
-        return state.get("wandb_run_id") if isinstance(state, dict) else None
+        return (peek(checkpoint)[0] or {}).get("wandb_run_id")
 
     # --- writing --------------------------------------------------------------------------------
 
@@ -237,7 +245,6 @@ class CsvHistory:
 
     @classmethod
     def before_resume(cls, loggers: list[Any], resumed_from: Path | None) -> CsvHistory | None:
-        import torch
         from pytorch_lightning.loggers import CSVLogger
 
         csv_logger = next((lg for lg in loggers if isinstance(lg, CSVLogger)), None)
@@ -246,8 +253,7 @@ class CsvHistory:
         file = Path(csv_logger.log_dir) / "metrics.csv"
         if not file.is_file():
             return None
-        state = torch.load(resumed_from, map_location="cpu", weights_only=True, mmap=True)
-        epoch = int(state.get("epoch", 0)) + 1
+        epoch = int((peek(resumed_from)[0] or {}).get("epoch", 0)) + 1
         with open(file, newline="") as f:
             rows = [r for r in csv.DictReader(f) if _epoch(r) is not None and _epoch(r) < epoch]
         return cls(file, rows, epoch)

@@ -187,11 +187,10 @@ class TranslearnLauncher(Launcher):
         if self._stop.is_set():  # stopped by Ctrl-C: resumable from its checkpoint, not a failure
             say(f"translearn: [{idx}] {cell.name}: stopped (resumable)")
             return _Stopped(f"cell {cell.name} stopped: the sweep was interrupted")
-        reason = _reason(list(tail), code)
-        if cell.failure() is None:  # the cell records its own failure; a crash or a kill cannot
+        recorded = cell.failure()  # the cell records its own failure; a crash or a kill cannot
+        reason = str(recorded.get("reason") or "failed") if recorded else _reason(list(tail), code)
+        if recorded is None:
             cell.record_failure(reason, code)
-        else:
-            reason = str(cell.failure().get("reason", reason))
         say(f"translearn: [{idx}] {cell.name}: FAILED ({reason})")
         return CellFailed(f"translearn: error: cell {cell.name} failed: {reason}")
 
