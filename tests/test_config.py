@@ -36,18 +36,20 @@ def test_every_yaml_composes_and_instantiates(group: str, option: str, compose_c
         trainer = instantiate(cfg.trainer)
         assert trainer.max_epochs == 1 and (trainer.fast_dev_run or trainer.limit_train_batches == 2)
     elif group == "model":
-        model = instantiate(cfg.model, policy=instantiate(cfg.strategy))
-        assert model.net.head.out_features == cfg.dataset.num_classes
+        model = instantiate(cfg.model, policy=instantiate(cfg.strategy), num_classes=3, in_chans=1)
+        assert model.net.head.out_features == 3
     elif group == "paths":
         assert Path(cfg.paths.data_dir).is_absolute()
     else:
         assert cfg.dataset._target_.startswith("translearn.data.")
 
 
-def test_model_reads_classes_and_channels_from_the_dataset(compose_cfg) -> None:
+def test_the_dataset_shape_is_read_from_the_data_not_typed_in_the_config(compose_cfg) -> None:
     cfg = compose_cfg("dataset.color=gray", "dataset.gray_mode=adapt")
-    assert cfg.model.num_classes == 5 and cfg.model.in_chans == 1
-    assert compose_cfg("dataset.color=gray").model.in_chans == 3
+    assert "num_classes" not in cfg.model and "in_chans" not in cfg.model
+    data = instantiate(cfg.dataset)
+    assert (data.num_classes, data.in_chans) == (5, 1)
+    assert instantiate(compose_cfg("dataset.color=gray").dataset).in_chans == 3
 
 
 @pytest.mark.parametrize(

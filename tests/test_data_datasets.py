@@ -23,6 +23,11 @@ def build(cls, root: Path, tmp_path: Path, **kwargs):
     return cls(root, index_dir=tmp_path / "index", num_workers=0, **kwargs)
 
 
+def read_classes(cls, root: Path, tmp_path: Path, **kwargs) -> list[str]:
+    """A data module reads the disk on first use (not when built): that is where bad data is found."""
+    return build(cls, root, tmp_path, **kwargs).class_names
+
+
 def sizes(dm) -> dict[str, int]:
     dm.setup("fit")
     return {s: dm.index.count(s) for s in ("train", "val", "test")}
@@ -124,7 +129,7 @@ def test_simpsons_explicit_class_list(simpsons_root: Path, tmp_path: Path) -> No
 
 def test_simpsons_unknown_class_is_a_user_error(simpsons_root: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"dataset.classes names maggie_simpson, not found .* available: "):
-        build(SimpsonsDataModule, simpsons_root, tmp_path, classes=["bart_simpson", "maggie_simpson"])
+        read_classes(SimpsonsDataModule, simpsons_root, tmp_path, classes=["bart_simpson", "maggie_simpson"])
 
 
 # --- caltech256 ---------------------------------------------------------------------------------------
@@ -184,7 +189,7 @@ def test_dogs_vs_cats_needs_train_folder(tmp_path: Path) -> None:
     with pytest.raises(
         UserError, match=r"no train/ folder \(unzip train.zip first\).*expected layout ROOT/train"
     ):
-        build(DogsVsCatsDataModule, root, tmp_path)
+        read_classes(DogsVsCatsDataModule, root, tmp_path)
 
 
 # --- image folder -------------------------------------------------------------------------------------
@@ -206,7 +211,7 @@ def test_imagefolder_empty_class_folder_is_dropped_with_a_warning(
     assert dm.class_names == ["café", "dog", "owl"]
     assert "class folder 'zebra'" in capsys.readouterr().err
     with pytest.raises(UserError, match=r"zebra .* hold no images"):
-        build(ImageFolderDataModule, root, tmp_path, classes=["dog", "zebra"])
+        read_classes(ImageFolderDataModule, root, tmp_path, classes=["dog", "zebra"])
 
 
 def compose(*overrides: str):
@@ -220,23 +225,34 @@ def compose(*overrides: str):
         GlobalHydra.instance().clear()
 
 
-def test_num_classes_and_in_chans_come_from_config_interpolation(tmp_path: Path) -> None:
+def _shape(*overrides: str) -> tuple[int, int]:
+    from translearn.config import instantiate
+
+    data = instantiate(compose(*overrides).dataset)
+    return data.num_classes, data.in_chans
+
+
+def test_the_data_module_reads_the_class_count_and_channels_from_disk(tmp_path: Path) -> None:
     root = publishers.imagefolder(tmp_path / "f")
-    cfg = compose(
+    assert _shape(
         "dataset=imagefolder", f"dataset.root={root}", "dataset.color=gray", "dataset.gray_mode=adapt"
-    )
-    assert (cfg.model.num_classes, cfg.model.in_chans) == (3, 1)
+    ) == (3, 1)
     simpsons = publishers.simpsons(tmp_path / "s")
-    assert compose("dataset=simpsons", f"dataset.root={simpsons}").model.num_classes == 20
-    assert (
-        compose("dataset=simpsons", f"dataset.root={simpsons}", "dataset.classes=all").model.num_classes == 22
-    )
-    assert compose("dataset=simpsons", f"dataset.root={simpsons}", "dataset.top_n=5").model.num_classes == 5
+    assert _shape("dataset=simpsons", f"dataset.root={simpsons}") == (20, 3)
+    assert _shape("dataset=simpsons", f"dataset.root={simpsons}", "dataset.classes=all") == (22, 3)
+    assert _shape("dataset=simpsons", f"dataset.root={simpsons}", "dataset.top_n=5") == (5, 3)
+    with pytest.raises(UserError, match=r"dataset\.num_classes=7 but .* holds 3 classes"):
+        _shape("dataset=imagefolder", f"dataset.root={root}", "dataset.num_classes=7")
 
 
-def test_num_classes_of_an_unreadable_dataset_defers_the_error_to_the_module(tmp_path: Path) -> None:
+def test_neither_composing_nor_building_a_data_module_touches_the_disk(tmp_path: Path) -> None:
+    from translearn.config import instantiate
+
     cfg = compose("dataset=simpsons", f"dataset.root={tmp_path / 'nope'}")
-    assert cfg.model.num_classes is None  # a resolver's error would reach the user wrapped in a traceback
+    assert "num_classes" not in cfg.model and "in_chans" not in cfg.model  # the shape is not config
+    data = instantiate(cfg.dataset)  # a missing root is found when the data is first read
+    with pytest.raises(UserError, match="does not exist"):
+        data.num_classes  # noqa: B018
 
 
 # --- bad input ----------------------------------------------------------------------------------------
@@ -253,7 +269,7 @@ def test_num_classes_of_an_unreadable_dataset_defers_the_error_to_the_module(tmp
 )
 def test_a_missing_root_says_how_to_get_the_data(cls, fragment: str, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist") as info:
-        build(cls, tmp_path / "nowhere", tmp_path)
+        read_classes(cls, tmp_path / "nowhere", tmp_path)
     assert fragment in str(info.value)
 
 
@@ -271,14 +287,14 @@ def test_a_wrong_layout_names_the_expected_one(cls, layout: str, tmp_path: Path)
     root = tmp_path / "wrong"
     publishers.write(root / "photo.jpg")  # images, but not in any dataset's layout
     with pytest.raises(UserError, match="expected layout") as info:
-        build(cls, root, tmp_path)
+        read_classes(cls, root, tmp_path)
     assert layout in str(info.value)
 
 
 def test_fewer_than_two_classes_is_a_user_error(tmp_path: Path) -> None:
     root = publishers.imagefolder(tmp_path / "f", counts={"only": 4})
     with pytest.raises(UserError, match="a classifier needs at least 2"):
-        build(ImageFolderDataModule, root, tmp_path)
+        read_classes(ImageFolderDataModule, root, tmp_path)
 
 
 def test_zero_images_after_verification_is_a_user_error(tmp_path: Path) -> None:
@@ -301,7 +317,7 @@ def test_an_unreadable_root_is_a_user_error(tmp_path: Path, monkeypatch: pytest.
     # Tests may run as root, for whom chmod 000 still reads; the check itself is os.access.
     monkeypatch.setattr("os.access", lambda path, mode: Path(path) != root)
     with pytest.raises(UserError, match="is not readable; fix its permissions"):
-        build(ImageFolderDataModule, root, tmp_path)
+        read_classes(ImageFolderDataModule, root, tmp_path)
 
 
 @pytest.mark.cli

@@ -18,7 +18,6 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
-from translearn.data.transforms import input_channels
 from translearn.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "conf"
@@ -28,31 +27,15 @@ MAX_VALIDATED_CELLS = 256
 
 
 def register_resolvers() -> None:
-    """``${translearn.in_chans:color,gray_mode}``: the model's input channels, derived from the dataset.
-
-    ``${translearn.num_classes:}`` (in a dataset config): the class count the data module finds on
-    disk with its own class rule, so the model's head never disagrees with the index.
-    """
+    """Resolvers of names only, none that reads the disk: the dataset's shape reaches the model in code."""
     if not OmegaConf.has_resolver("translearn.wandb_offline"):
         OmegaConf.register_new_resolver("translearn.wandb_offline", wandb_offline)
     if not OmegaConf.has_resolver("translearn.run_name"):
         OmegaConf.register_new_resolver("translearn.run_name", lambda overrides: overrides or "default")
-    if not OmegaConf.has_resolver("translearn.in_chans"):
-        OmegaConf.register_new_resolver(
-            "translearn.in_chans", lambda color, mode: input_channels(color, mode)
-        )
-    if not OmegaConf.has_resolver("translearn.num_classes"):
-        OmegaConf.register_new_resolver("translearn.num_classes", _num_classes)
     if not OmegaConf.has_resolver("translearn.safe_name"):  # cell folder names (conf/hydra/default.yaml)
         from translearn.sweep import safe_name
 
         OmegaConf.register_new_resolver("translearn.safe_name", lambda name: safe_name(str(name)))
-
-
-def _num_classes(*, _parent_: DictConfig) -> int | None:
-    from translearn.data.prepare import count_classes  # imports the data modules only when used
-
-    return count_classes(_parent_)
 
 
 def wandb_offline() -> bool:

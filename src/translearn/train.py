@@ -56,7 +56,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(cfg.dataset, _partial_=True)(preprocessing=preprocessing_for(choice))
     rank_zero_info(f"translearn: preprocessing {datamodule.preprocessing.describe()}")
     policy = instantiate(cfg.strategy)
-    model = instantiate(cfg.model, policy=policy, weights=resolve_weights(cfg))
+    # The data decides the head and the first conv: read from the index, never typed in a config.
+    model = instantiate(
+        cfg.model, policy=policy, weights=resolve_weights(cfg), num_classes=datamodule.num_classes,
+        in_chans=datamodule.in_chans,
+    )  # fmt: skip
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     if not (cfg.get("logger") or {}):  # Lightning refuses an LR monitor with nowhere to log
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

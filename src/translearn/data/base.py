@@ -95,7 +95,6 @@ class ImageDataModule(pl.LightningDataModule):
         root: str | Path,
         name: str = "",
         num_classes: int | None = None,
-        in_chans: int | None = None,
         color: str = "rgb",
         gray_mode: str = "replicate",
         image_size: int | None = None,
@@ -123,8 +122,6 @@ class ImageDataModule(pl.LightningDataModule):
             raise UserError(f"dataset.batch_size must be >= 1, got {batch_size}")
         if num_workers != "auto" and (not isinstance(num_workers, int) or num_workers < 0):
             raise UserError(f"dataset.num_workers must be auto or an integer >= 0, got '{num_workers}'")
-        if in_chans is not None and in_chans != input_channels(color, gray_mode):
-            raise UserError(f"dataset.in_chans={in_chans} contradicts color={color}, gray_mode={gray_mode}")
         self.root = Path(str(root)).expanduser()
         self.name = name or type(self).__name__
         self.expected_classes = num_classes

@@ -4,7 +4,7 @@ If ``ROOT`` holds ``train/`` (and ``val/``, ``valid/`` or ``validation/``, and o
 each holding class folders, that split is used as is (``split: folders``; ``auto`` picks it when a
 val folder exists). Otherwise ``split: random`` (fractions, seeded) or ``seed2017`` (first 80% by name)
 splits each class; a ``test/`` folder stays the test split under every rule. The class count is read
-from disk through ``${translearn.num_classes:}``, so it is never typed.
+from disk, and ``translearn.train`` passes it to the model, so it is never typed.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ Training reads only the index, so no epoch ever meets a file that does not decod
 
 Nothing is written into the data root, which may be read-only: the index, the verification cache and
 the report live in ``index_dir`` (``${paths.cache_dir}/index`` in the configs), in one folder per
-dataset and absolute root (``<name>-<hash of the resolved root>``). Class discovery (steps 1-2, no
-decoding) is cheap and also feeds the ``${translearn.num_classes:}`` resolver, so the model's head
-size comes from the same rule as the index.
+dataset and absolute root (``<name>-<hash of the resolved root>``). ``translearn.train`` builds the
+data module first and gives the model the index's class count and names, so the head can never
+disagree with the data.
 """
 
 from __future__ import annotations
@@ -203,7 +203,20 @@ class PreparedDataModule(ImageDataModule):
                 f"{self.name}: dataset.top_n must be a whole number or null, got '{top_n}'"
             ) from None
         self.digest = ""
-        self._scan, self.selected_classes = self.discover()
+        self._discovered: tuple[Scan, list[str]] | None = None  # the disk is read on first use, not here
+
+    @property
+    def selected_classes(self) -> list[str]:
+        """The classes the index will hold, in label order (found on disk on first use)."""
+        if self._discovered is None:
+            self._discovered = self.discover()
+        return self._discovered[1]
+
+    @property
+    def _scan(self) -> Scan:
+        if self._discovered is None:
+            self._discovered = self.discover()
+        return self._discovered[0]
 
     # --- what each dataset defines ----------------------------------------------------------------
 
@@ -312,7 +325,7 @@ class PreparedDataModule(ImageDataModule):
         """Scan, verify (only what changed), split and write the index and report. Safe across processes."""
         folder = self._writable_index_folder()
         with FileLock(str(folder / "prepare.lock")):
-            self._scan, self.selected_classes = self.discover()  # the files may have changed since __init__
+            self._discovered = self.discover()  # the files may have changed since the last look
             selected = set(self.selected_classes)
             entries = [e for e in self._scan.entries if e.cls in selected]
             verified = verify_files(self.root, [e.rel for e in entries], folder / "files.json", reverify)
@@ -448,20 +461,3 @@ class PreparedDataModule(ImageDataModule):
             rank = f" rank {self.trainer.global_rank}/{world}" if world > 1 else ""
             classes = len(self.index.classes)
             say(f"translearn: {self.name}{rank}: {classes} classes, {counts} (index {self.digest})")
-
-
-def count_classes(node: DictConfig) -> int | None:
-    """``${translearn.num_classes:}``: the class count of the dataset config ``node``, from its files.
-
-    Returns None when the dataset cannot be read; instantiating the data module then raises the
-    UserError itself (an error raised inside a resolver would reach the user wrapped in a traceback).
-    """
-    from hydra.utils import get_class
-
-    cls = get_class(node._target_)
-    skip = ("num_classes", "in_chans")  # and Hydra's own keys (_target_, _partial_, ...)
-    kwargs = {k: _plain(node[k]) for k in node if not k.startswith("_") and k not in skip}
-    try:
-        return len(cls(**kwargs).selected_classes)
-    except UserError:
-        return None
