@@ -54,7 +54,7 @@ def test_auto_caches_exactly_where_it_is_exact_and_says_so(compose_cfg, tmp_path
     cache = f"paths.cache_dir={tmp_path / 'c'}"
     assert run(compose_cfg("strategy=freeze", cache, run_dir=tmp_path / "a"))["feature_cache"] is True
     assert (
-        "translearn: feature cache on: the head's input stored once, training images seen through the eval"
+        "feature cache on: the head's input stored once, training images seen through the eval"
         in caplog.text
     )
     for overrides in (
@@ -67,7 +67,7 @@ def test_auto_caches_exactly_where_it_is_exact_and_says_so(compose_cfg, tmp_path
             compose_cfg(*overrides, cache, run_dir=tmp_path / "_".join(overrides).replace("=", "-"))
         )
         assert metrics["feature_cache"] is False, overrides
-        assert "translearn: feature cache off:" in caplog.text
+        assert "feature cache off:" in caplog.text
 
 
 @pytest.mark.slow

@@ -188,7 +188,7 @@ def test_imagenet_trains_from_the_legacy_resnet18_file(
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["preprocessing"]["source"].startswith("ResNet18_Weights.IMAGENET1K_V1.transforms()")
     assert (saved["preprocessing"]["crop"], saved["preprocessing"]["resize"]) == (32, 37)  # TINY: 32 px
-    assert "translearn: preprocessing resize 37 (bilinear) → crop 32" in caplog.text  # said at startup
+    assert "preprocessing resize 37 (bilinear) → crop 32" in caplog.text  # said at startup
     best = torch.load(saved["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
     for key, value in state.items():  # freeze: every tensor but the head is still the file's
         if not key.startswith("fc."):

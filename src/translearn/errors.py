@@ -6,7 +6,6 @@ Tracebacks are for bugs. Anything a user can fix by changing a value, a path or 
 
 from __future__ import annotations
 
-import sys
 from typing import NoReturn
 
 EXIT_USER_ERROR = 2
@@ -19,5 +18,7 @@ class UserError(Exception):
 def exit_with(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
     """Print one line on stderr and exit; newlines in the message are folded so it stays one line."""
     line = " ".join(str(message).split())
-    print(f"translearn: error: {line}", file=sys.stderr, flush=True)
+    from translearn.log import log  # here: errors.py is imported by everything, log by few
+
+    log.error(line)
     raise SystemExit(code)

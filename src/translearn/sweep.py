@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from filelock import FileLock
 
 from translearn.errors import UserError
+from translearn.log import log
 from translearn.rundir import COMPLETE, INTERRUPTED, PENDING, RunDir
 from translearn.storage import write_json
 
@@ -219,11 +220,9 @@ class SweepLock:
                         f"another sweep (pid {owner.get('pid')} on {owner.get('host')}, started {when}) is "
                         f"running in {self.path.parent}; {hint}, or choose another hydra.sweep.dir"
                     ) from None
-                print(
-                    f"translearn: warning: taking over the stale lock of a sweep that died "
-                    f"(pid {(owner or {}).get('pid')}) in {self.path.parent}",
-                    file=sys.stderr,
-                    flush=True,
+                log.warning(
+                    f"taking over the stale lock of a sweep that died (pid {(owner or {}).get('pid')}) in "
+                    f"{self.path.parent}"
                 )
                 self.path.unlink(missing_ok=True)
                 continue
@@ -338,12 +337,3 @@ def die_with_sweep() -> None:
         return
     if os.getppid() != int(parent):
         raise SystemExit("translearn: error: the sweep that started this cell has ended")
-
-
-_print_lock = threading.Lock()
-
-
-def say(line: str) -> None:
-    """Status lines from parallel cells, one at a time."""
-    with _print_lock:
-        print(line, flush=True)

@@ -22,13 +22,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import LearningRateMonitor
-from pytorch_lightning.utilities import rank_zero_info
 
 from translearn import features, sweep
 from translearn.callbacks import RunIdentity, Throughput
 from translearn.checkpoints import AtomicCheckpointIO
 from translearn.config import instantiate, one_line, register_resolvers, validate_command_line
 from translearn.errors import UserError, exit_with
+from translearn.log import info_rank_zero, log
 from translearn.pretrain import resolve_weights
 from translearn.rundir import COMPLETE, CsvHistory, RunDir, run_identity
 from translearn.weights import parse_weights, preprocessing_for
@@ -45,7 +45,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         done = folder.metrics()
         if done is not None and int(done.get("epochs") or 0) >= int(cfg.trainer.max_epochs):
             # Nothing left to train; a larger trainer.max_epochs continues the run instead.
-            print(f"translearn: {out} is already complete (metrics.json); nothing to resume", flush=True)
+            log.info(f"{out} is already complete (metrics.json); nothing to resume")
             return done
         ckpt_path = str(folder.resume_checkpoint())
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -54,7 +54,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     # The weights decide the preprocessing; dataset.* keys the user set win (see conf/dataset/*.yaml).
     datamodule = instantiate(cfg.dataset, _partial_=True)(preprocessing=preprocessing_for(choice))
-    rank_zero_info(f"translearn: preprocessing {datamodule.preprocessing.describe()}")
+    info_rank_zero(f"preprocessing {datamodule.preprocessing.describe()}")
     policy = instantiate(cfg.strategy)
     # The data decides the head and the first conv: read from the index, never typed in a config.
     model = instantiate(
@@ -82,7 +82,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         str(trainer.strategy.root_device),
     )  # fmt: skip
     cache_seconds = time.perf_counter() - cache_start
-    rank_zero_info(f"translearn: {cache_line}")
+    info_rank_zero(cache_line)
     try:
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -198,32 +198,31 @@ def _print_summary(m: dict[str, Any]) -> None:
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
-    lines = [
-        f"translearn: {m['dataset']}/{m['color']} {m['strategy']} (bn={m['bn']}) {m['backbone']} "
+    print(flush=True)  # off the progress bar's line
+    log.info(
+        f"{m['dataset']}/{m['color']} {m['strategy']} (bn={m['bn']}) {m['backbone']} "
         f"weights={m['weights']}: best_val_acc={pct(m['best_val_acc'])} val_acc={pct(m['val_acc'])} "
         f"test_acc={pct(m['test_acc'])} train_seconds={m['train_seconds']} "
-        f"trainable_params={m['trainable_params']:,}/{m['total_params']:,}",
-        f"translearn: run directory {m['run_dir']}",
-    ]
-    print("\n" + "\n".join(lines), flush=True)
-    for line in lines:
-        logging.getLogger("translearn.run").info(line)  # the run's log file only (see _log_to_run_file)
+        f"trainable_params={m['trainable_params']:,}/{m['total_params']:,}"
+    )
+    log.info(f"run directory {m['run_dir']}")
 
 
 def _log_to_run_file() -> None:
-    """Lightning's loggers (and translearn's lines, which go through them) also write the run's log file.
+    """translearn's lines and Lightning's also write the run's log file.
 
-    Hydra gives the root logger a file handler (``<run dir>/train.log``), but Lightning's loggers keep
-    their own console handler and do not propagate, so without this the file stays empty.
+    Hydra gives the root logger a file handler (``<run dir>/train.log``), but the ``translearn`` logger
+    and Lightning's keep their own console handlers and do not propagate, so without this the file
+    stays empty.
     """
     files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
-    own = logging.getLogger("translearn.run")  # lines printed to the console, copied to the file
-    own.propagate = False
-    own.setLevel(logging.INFO)
-    for handler in files:
-        if handler not in own.handlers:
-            own.addHandler(handler)
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning.fabric"):
+    for name in (
+        "translearn",
+        "pytorch_lightning",
+        "lightning_fabric",
+        "lightning.pytorch",
+        "lightning.fabric",
+    ):
         logger = logging.getLogger(name)
         if logger.propagate:
             continue  # its records reach the root's file handler already
@@ -288,7 +287,7 @@ def _in_process_cell(cfg: DictConfig) -> float | None:
     except Exception as exc:  # one cell's failure must not end the sweep
         reason = str(exc) if isinstance(exc, UserError) else one_line(exc)
         cell.record_failure(reason)
-        print(f"translearn: error: cell {cell.name} failed: {reason}", file=sys.stderr, flush=True)
+        log.error(f"cell {cell.name} failed: {reason}")
         return None
 
 
@@ -330,7 +329,7 @@ def main() -> None:
         code = exc.code if isinstance(exc.code, int) else 1
     except KeyboardInterrupt:
         code = 130
-        print("translearn: sweep interrupted; every cell can be resumed with sweep.resume=true", flush=True)
+        log.info("sweep interrupted; every cell can be resumed with sweep.resume=true")
     finally:
         lock.release()
     raise SystemExit(max(sweep.report(sweep_dir), code))

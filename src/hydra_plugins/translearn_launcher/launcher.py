@@ -26,8 +26,9 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
+from translearn.log import log
 from translearn.rundir import COMPLETE, RunDir
-from translearn.sweep import resolve_devices, run_packed, say
+from translearn.sweep import resolve_devices, run_packed
 
 
 class CellFailed(CompactHydraException):
@@ -78,8 +79,8 @@ class TranslearnLauncher(Launcher):
             HydraConfig.instance().set_config(cfg)  # resolves ${hydra.job.num} in the subdir
             cell_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
             jobs.append((idx, list(overrides), cell_dir, cfg))
-        say(
-            f"translearn: sweep {self.config.hydra.sweep.dir}: {len(jobs)} cells"
+        log.info(
+            f"sweep {self.config.hydra.sweep.dir}: {len(jobs)} cells"
             + (f" on devices {devices}, {self.gpus_per_cell} per cell" if devices is not None else "")
         )
         self._stop = threading.Event()
@@ -104,8 +105,8 @@ class TranslearnLauncher(Launcher):
         """Ctrl-C: start no more cells, stop the running ones (each keeps its last checkpoint), then exit."""
         self._stop.set()
         running = list(self._running.values())
-        say(
-            f"translearn: interrupted: stopping {len(running)} running cell(s); queued cells will not "
+        log.info(
+            f"interrupted: stopping {len(running)} running cell(s); queued cells will not "
             "start. Rerun the same command with sweep.resume=true to continue."
         )
         for proc in running:
@@ -138,7 +139,7 @@ class TranslearnLauncher(Launcher):
         if self._stop.is_set():
             return _Stopped(f"cell {cell.name} not started: the sweep was interrupted")
         if resume and cell.status == COMPLETE:
-            say(f"translearn: [{idx}] {cell.name}: already complete, skipped")
+            log.info(f"[{idx}] {cell.name}: already complete, skipped")
             return cell.metrics()
         extra = ["ckpt_path=last"] if resume and cell.checkpoint_files() else []
         cell.clear_failure()
@@ -147,14 +148,14 @@ class TranslearnLauncher(Launcher):
         if group:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in group)
         where = f" on device(s) {','.join(map(str, group))}" if group else ""
-        say(f"translearn: [{idx}] {cell.name}: started{where}" + (" (resuming)" if extra else ""))
+        log.info(f"[{idx}] {cell.name}: started{where}" + (" (resuming)" if extra else ""))
         command = [*self._command(overrides, cell_dir), *extra, f'++sweep.cell="{cell.name}"']
         tail: deque[str] = deque(maxlen=40)
-        with open(cell_dir / "cell.log", "a", encoding="utf-8") as log:
+        with open(cell_dir / "cell.log", "a", encoding="utf-8") as cell_log:
             proc = subprocess.Popen(
                 command,
                 env=env,
-                stdout=None if stream else log,
+                stdout=None if stream else cell_log,
                 stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
@@ -171,7 +172,7 @@ class TranslearnLauncher(Launcher):
             ):  # keep the cell's stderr visible (or logged) and its last lines for the reason
                 for line in proc.stderr:
                     tail.append(line.rstrip("\n"))
-                    (sys.stderr if stream else log).write(line)
+                    (sys.stderr if stream else cell_log).write(line)
 
             reader = threading.Thread(target=pump, daemon=True)
             reader.start()
@@ -182,16 +183,16 @@ class TranslearnLauncher(Launcher):
         if code == 0 and metrics is not None:
             acc = metrics.get("best_val_acc")
             shown = None if acc is None else round(acc, 4)
-            say(f"translearn: [{idx}] {cell.name}: complete, best_val_acc={shown}")
+            log.info(f"[{idx}] {cell.name}: complete, best_val_acc={shown}")
             return metrics
         if self._stop.is_set():  # stopped by Ctrl-C: resumable from its checkpoint, not a failure
-            say(f"translearn: [{idx}] {cell.name}: stopped (resumable)")
+            log.info(f"[{idx}] {cell.name}: stopped (resumable)")
             return _Stopped(f"cell {cell.name} stopped: the sweep was interrupted")
         recorded = cell.failure()  # the cell records its own failure; a crash or a kill cannot
         reason = str(recorded.get("reason") or "failed") if recorded else _reason(list(tail), code)
         if recorded is None:
             cell.record_failure(reason, code)
-        say(f"translearn: [{idx}] {cell.name}: FAILED ({reason})")
+        log.info(f"[{idx}] {cell.name}: FAILED ({reason})")
         return CellFailed(f"translearn: error: cell {cell.name} failed: {reason}")
 
 

@@ -53,6 +53,7 @@ from translearn.backbones.net import (
     stage_name,
 )
 from translearn.errors import UserError
+from translearn.log import log
 from translearn.weights import cache
 from translearn.weights.catalog import WeightsChoice, published_file_enum, torchvision_enum
 from translearn.weights.files import first_line, load_checked, read_state_dict, upgrade_torchvision
@@ -193,11 +194,7 @@ def _reinit_classifier(model: nn.Module, arch: str, name: str) -> None:
         if not qual.startswith("features") and hasattr(module, "reset_parameters") and qual:
             module.reset_parameters()
             reset.append(qual)
-    print(
-        f"translearn: {arch} {name} holds pretrained features only; {', '.join(reset)} start from "
-        "random init",
-        flush=True,
-    )
+    log.info(f"{arch} {name} holds pretrained features only; {', '.join(reset)} start from random init")
 
 
 # --- heads -------------------------------------------------------------------------------------------

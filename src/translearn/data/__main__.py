@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from translearn.errors import UserError, exit_with
+from translearn.log import log
 
 DATASETS = ("hymenoptera", "simpsons", "caltech256", "dogs_vs_cats", "imagefolder", "shapes")
 
@@ -54,7 +55,7 @@ def prepare(dataset: str, root: str | None, download: bool, reverify: bool, over
         if hasattr(target, "download"):
             target.download(data_root)
         else:
-            print(f"translearn: {dataset} is drawn on the fly; nothing to download", flush=True)
+            log.info(f"{dataset} is drawn on the fly; nothing to download")
     datamodule = instantiate(cfg.dataset)
     if not isinstance(datamodule, PreparedDataModule):
         datamodule.prepare_data()
@@ -62,7 +63,7 @@ def prepare(dataset: str, root: str | None, download: bool, reverify: bool, over
         return 0
     result = datamodule.prepare(reverify=reverify)
     print(datamodule.report(result), end="")
-    print(datamodule.summary(result))
+    print(f"translearn: {datamodule.summary(result)}")
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from translearn.data.prepare import PreparedDataModule
 from translearn.data.scan import Scan, class_folder_scan
 from translearn.errors import UserError
+from translearn.log import log
 
 CATEGORIES = "256_ObjectCategories"
 CLUTTER = "257.clutter"
@@ -83,10 +84,10 @@ class Caltech256DataModule(PreparedDataModule):
         folder = root / "caltech256"
         tar = folder / f"{CATEGORIES}.tar"
         if (folder / CATEGORIES).is_dir() and not cut_short(folder, tar.name):
-            print(f"translearn: {folder / CATEGORIES} already exists; not downloading again", flush=True)
+            log.info(f"{folder / CATEGORIES} already exists; not downloading again")
             return
         if tar.is_file():  # downloaded before; the extraction was cut short
-            print(f"translearn: finishing the extraction of {tar}", flush=True)
+            log.info(f"finishing the extraction of {tar}")
             extract_tar(tar, folder)
             return
         from torchvision.datasets import Caltech256

@@ -15,6 +15,7 @@ from translearn.data.download import cut_short, fetch_kaggle
 from translearn.data.prepare import PreparedDataModule
 from translearn.data.scan import Scan, images_in
 from translearn.data.splits import Entry
+from translearn.log import log
 
 KAGGLE_REF = "dogs-vs-cats"
 CLASSES = ("cat", "dog")
@@ -53,7 +54,7 @@ class DogsVsCatsDataModule(PreparedDataModule):
     @classmethod
     def download(cls, root: Path) -> None:
         if (root / "train").is_dir() and not cut_short(root, KAGGLE_REF + ".zip", "train.zip"):
-            print(f"translearn: {root / 'train'} already exists; not downloading again", flush=True)
+            log.info(f"{root / 'train'} already exists; not downloading again")
             return
         fetch_kaggle(
             "competitions", KAGGLE_REF, root, MANUAL.format(root=root), inner_zips=("train.zip", "test1.zip")

@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 from translearn.errors import UserError
+from translearn.log import log
 
 CHUNK = 1 << 20
 
@@ -125,7 +126,7 @@ def fetch_zip(url: str, root: Path, sha256: str | None, name: str) -> Path:
     if not archive.is_file():
         partial = root / f".{name}.partial"
         digest = hashlib.sha256()
-        print(f"translearn: downloading {url} to {archive}", flush=True)
+        log.info(f"downloading {url} to {archive}")
         try:
             with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
                 while chunk := response.read(CHUNK):
@@ -143,10 +144,7 @@ def fetch_zip(url: str, root: Path, sha256: str | None, name: str) -> Path:
                 f"{url} has SHA-256 {got}, expected {sha256}; the download is corrupt or changed, retry"
             )
         os.replace(partial, archive)
-        print(
-            f"translearn: {name} sha256 {got}" + (" (verified)" if sha256 else " (no pinned checksum)"),
-            flush=True,
-        )
+        log.info(f"{name} sha256 {got}" + (" (verified)" if sha256 else " (no pinned checksum)"))
     elif sha256:
         got = file_sha256(archive)
         if got != sha256:
@@ -180,7 +178,7 @@ def fetch_kaggle(kind: str, ref: str, root: Path, manual: str, inner_zips: tuple
     """
     archive = root / f"{ref.rsplit('/', 1)[-1]}.zip"  # the name the kaggle CLI gives the download
     if archive.is_file():  # downloaded before; its extraction was cut short
-        print(f"translearn: finishing the extraction of {archive}", flush=True)
+        log.info(f"finishing the extraction of {archive}")
     else:
         exe = shutil.which("kaggle")
         if exe is None or not kaggle_configured():
@@ -190,7 +188,7 @@ def fetch_kaggle(kind: str, ref: str, root: Path, manual: str, inner_zips: tuple
             )
         _writable(root)
         flag = {"datasets": "-d", "competitions": "-c"}[kind]
-        print(f"translearn: kaggle {kind} download {ref} into {root}", flush=True)
+        log.info(f"kaggle {kind} download {ref} into {root}")
         proc = subprocess.run(
             [exe, kind, "download", flag, ref, "-p", str(root)], capture_output=True, text=True
         )

@@ -13,6 +13,7 @@ from translearn.data.download import cut_short, fetch_zip
 from translearn.data.prepare import PreparedDataModule
 from translearn.data.scan import Scan, class_folder_scan, merge
 from translearn.data.splits import Entry, assign_splits
+from translearn.log import log
 
 URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
 # The zip's SHA-256 is not pinned: no trustworthy published value could be found offline. The download
@@ -50,6 +51,6 @@ class HymenopteraDataModule(PreparedDataModule):
     @classmethod
     def download(cls, root: Path) -> None:
         if (root / FOLDER / "train").is_dir() and not cut_short(root, "hymenoptera_data.zip"):
-            print(f"translearn: {root / FOLDER} already exists; not downloading again", flush=True)
+            log.info(f"{root / FOLDER} already exists; not downloading again")
             return
         fetch_zip(URL, root, SHA256, name="hymenoptera_data.zip")

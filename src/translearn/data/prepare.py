@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -41,25 +40,10 @@ from translearn.data.scan import Scan
 from translearn.data.splits import SPLIT_RULES, Entry, assign_splits, natural_key
 from translearn.data.verify import verify_files
 from translearn.errors import UserError
+from translearn.log import log, warn_once
 from translearn.storage import write_atomic, write_json
 
 INDEX_VERSION = 1
-_warned: set[str] = set()
-
-
-def say(line: str, stream=None) -> None:
-    """One line in one write: DDP ranks share the terminal, and two writes per line could interleave."""
-    stream = stream or sys.stdout
-    stream.write(line + "\n")
-    stream.flush()
-
-
-def warn_once(message: str) -> None:
-    """A one-line warning on stderr, once per process and only on rank 0 (discovery runs on every rank)."""
-    if message in _warned or os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("RANK", "0") != "0":
-        return
-    _warned.add(message)
-    say(f"translearn: warning: {message}", sys.stderr)
 
 
 # --- class selection --------------------------------------------------------------------------------
@@ -414,7 +398,7 @@ class PreparedDataModule(ImageDataModule):
     def summary(self, r: Prepared) -> str:
         split = " / ".join(f"{s} {r.counts[s]}" for s in SPLITS if r.counts[s])
         return (
-            f"translearn: prepared {self.name}: {len(r.classes)} classes, {split} ({self.split_name()}); "
+            f"prepared {self.name}: {len(r.classes)} classes, {split} ({self.split_name()}); "
             f"{r.usable} images usable, {len(r.excluded)} excluded, {r.checked} verified now; "
             f"report {r.report_path}"
         )
@@ -424,7 +408,7 @@ class PreparedDataModule(ImageDataModule):
     def prepare_data(self) -> None:
         """Lightning runs this once per node (local rank 0) before ``setup`` on every rank."""
         if self._index is None:  # fit prepares; the test after it reuses the same index
-            say(self.summary(self.prepare()))
+            log.info(self.summary(self.prepare()))
 
     def load_index(self) -> DatasetIndex | None:
         path = self.index_path
@@ -460,4 +444,4 @@ class PreparedDataModule(ImageDataModule):
             world = self.trainer.world_size if self.trainer is not None else 1
             rank = f" rank {self.trainer.global_rank}/{world}" if world > 1 else ""
             classes = len(self.index.classes)
-            say(f"translearn: {self.name}{rank}: {classes} classes, {counts} (index {self.digest})")
+            log.info(f"{self.name}{rank}: {classes} classes, {counts} (index {self.digest})")

@@ -24,6 +24,7 @@ from translearn.data.prepare import PreparedDataModule
 from translearn.data.scan import Scan, class_folder_scan, images_in, subfolders
 from translearn.data.splits import Entry
 from translearn.errors import UserError
+from translearn.log import log
 
 KAGGLE_REF = "alexattia/the-simpsons-characters-dataset"
 TRAIN_FOLDER = "simpsons_dataset"
@@ -116,6 +117,6 @@ class SimpsonsDataModule(PreparedDataModule):
     @classmethod
     def download(cls, root: Path) -> None:
         if (root / TRAIN_FOLDER).is_dir() and not cut_short(root, KAGGLE_REF.rsplit("/", 1)[-1] + ".zip"):
-            print(f"translearn: {root / TRAIN_FOLDER} already exists; not downloading again", flush=True)
+            log.info(f"{root / TRAIN_FOLDER} already exists; not downloading again")
             return
         fetch_kaggle("datasets", KAGGLE_REF, root, manual=MANUAL.format(root=root))

@@ -16,6 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from translearn.data.images import load_rgb
+from translearn.log import log
 from translearn.storage import write_json
 
 CACHE_VERSION = 1
@@ -82,7 +83,7 @@ def verify_files(root: Path, rels: Sequence[str], cache_file: Path, reverify: bo
     if todo:
         paths = [root / rel for rel, _ in todo]
         if len(todo) >= PARALLEL_FROM:
-            print(f"translearn: verifying {len(todo)} files under {root} (once; cached)", flush=True)
+            log.info(f"verifying {len(todo)} files under {root} (once; cached)")
             with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
                 results = list(pool.map(verify_image, paths, chunksize=16))
         else:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from translearn.errors import UserError, exit_with
+from translearn.log import log
 from translearn.weights import cache
 from translearn.weights.catalog import parse_weights, timm_pretrained_cfg, torchvision_enum
 from translearn.weights.files import read_state_dict
@@ -58,13 +59,13 @@ def fetch(spec: str, library: str) -> Path:
         else:
             path = cache.ensure_url(cfg.url, f"timm {choice.arch}.{choice.name} weights", hint)
         read_state_dict(path, f"delete {path} and fetch it again")
-        print(f"translearn: timm {choice.arch}.{choice.name}: {path} ({_mb(path)})", flush=True)
+        log.info(f"timm {choice.arch}.{choice.name}: {path} ({_mb(path)})")
         return path
     enum = torchvision_enum(choice)
     label = f"{choice.arch}:{enum.name}"
     path = cache.cache_path(enum.url)
     if path.is_file() and not _hash_ok(path):
-        print(f"translearn: {path} does not match the hash in its name; downloading it again", flush=True)
+        log.info(f"{path} does not match the hash in its name; downloading it again")
         bad = path.with_name(path.name + ".bad")
         path.replace(bad)  # kept until the new copy is in place, then removed
         try:
@@ -83,7 +84,7 @@ def fetch(spec: str, library: str) -> Path:
         status = "downloaded"
     read_state_dict(path, f"delete {path} and fetch it again")
     check = f", sha256 {_prefix(path)}… matches its name" if _prefix(path) else ""
-    print(f"translearn: {label} {status}: {path} ({_mb(path)}{check})", flush=True)
+    log.info(f"{label} {status}: {path} ({_mb(path)}{check})")
     return path
 
 

@@ -30,6 +30,7 @@ import torch
 from filelock import FileLock
 
 from translearn.errors import UserError
+from translearn.log import log
 
 MIRROR_ENV = "TRANSLEARN_WEIGHTS_MIRROR"
 TIMM_FILES = ("model.safetensors", "pytorch_model.bin")  # the names timm publishes on the Hub, in its order
@@ -78,7 +79,7 @@ def ensure_url(url: str, what: str, fetch_hint: str) -> Path:
     with FileLock(str(dest.parent / f".{dest.name}.lock")):
         if dest.is_file():  # another process finished it while we waited
             return dest
-        print(f"translearn: downloading {source} to {dest}", flush=True)
+        log.info(f"downloading {source} to {dest}")
         with _socket_timeout():
             try:
                 torch.hub.download_url_to_file(
@@ -123,7 +124,7 @@ def timm_file(repo_id: str, what: str, fetch_hint: str) -> Path:
     )
     if offline():
         raise UserError(f"{what} are not in the Hugging Face cache and TRANSLEARN_OFFLINE is set: {fix}")
-    print(f"translearn: downloading {what} from the Hugging Face Hub ({repo_id})", flush=True)
+    log.info(f"downloading {what} from the Hugging Face Hub ({repo_id})")
     last: Exception | None = None
     with _socket_timeout():
         for filename in TIMM_FILES:

@@ -1,0 +1,56 @@
+"""translearn's one output channel: the ``translearn`` logger.
+
+Every status line and warning of the library goes through ``log`` (``logging.getLogger("translearn")``).
+Its console handler keeps what users and scripts read: ``translearn: <line>`` on stdout, ``translearn:
+warning: <line>`` on stderr, each line in one write so DDP ranks and parallel sweep cells that share a
+terminal never interleave half-lines. It does not propagate, so Hydra's console handler does not print
+a line twice; ``train`` attaches the run's ``train.log`` handler to it. A command's own answer (a table,
+a listing) is printed, not logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pytorch_lightning.utilities import rank_zero_only
+
+log = logging.getLogger("translearn")
+_warned: set[str] = set()
+
+
+class _Console(logging.Handler):
+    """stdout for information, stderr for warnings and errors; the stream is looked up per record."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if record.levelno >= logging.ERROR:
+                stream, prefix = sys.stderr, "translearn: error: "
+            elif record.levelno >= logging.WARNING:
+                stream, prefix = sys.stderr, "translearn: warning: "
+            else:
+                stream, prefix = sys.stdout, "translearn: "
+            stream.write(prefix + record.getMessage() + "\n")
+            stream.flush()
+        except Exception:  # a closed stream must not end the run
+            self.handleError(record)
+
+
+if not any(isinstance(h, _Console) for h in log.handlers):
+    log.addHandler(_Console())
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def info_rank_zero(message: str) -> None:
+    """A line every DDP rank would print alike, printed once (Lightning's notion of rank 0)."""
+    if rank_zero_only.rank == 0:
+        log.info(message)
+
+
+def warn_once(message: str) -> None:
+    """A warning once per process and only on rank 0 (data discovery runs on every rank)."""
+    if message in _warned or rank_zero_only.rank != 0:
+        return
+    _warned.add(message)
+    log.warning(message)
