@@ -87,7 +87,7 @@ def switch_rate(arch: str, batch: int, side: int, steps: int, warmup: int, preci
     device = "cuda" if torch.cuda.is_available() else "cpu"
     x = torch.randn(batch, 3, side, side, device=device)
     y = torch.randint(0, 100, (batch,), device=device)
-    module = TransferModule(arch, weights="none", num_classes=100, scheduler={"name": "none"}, **model)
+    module = TransferModule(arch, weights="none", num_classes=100, scheduler=None, **model)
     clock = _StepClock(warmup)
     trainer = pl.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu", devices=1, precision=precision,

@@ -22,6 +22,18 @@ COMMAND_LINE = [
     (["model.optimizer.lr=0"], ("model.optimizer.lr must be > 0",)),
     (["model.optimizer.momentum=-0.5"], ("model.optimizer.momentum must be in [0, 1)", "-0.5")),
     (["model.optimizer.weight_decay=-1"], ("model.optimizer.weight_decay must be >= 0",)),
+    (["model/optimizer=adam"], ("unknown model/optimizer 'adam'; choose one of: adamw, sgd",)),
+    (["model/scheduler=linear"], ("unknown model/scheduler 'linear'", "warmup_cosine")),
+    (
+        ["model.optimizer._target_=torch.optim.Nope"],
+        ("model.optimizer._target_=torch.optim.Nope is not a torch.optim.Optimizer class",),
+    ),
+    (
+        ["model.scheduler._target_=torch.optim.SGD"],
+        ("model.scheduler._target_=torch.optim.SGD is not a torch.optim.lr_scheduler.LRScheduler class",),
+    ),
+    (["+model.optimizer.foo=1"], ("unknown key model.optimizer.foo: SGD takes no 'foo'",)),
+    (["model/optimizer=adamw", "+model.optimizer.momentum=0.9"], ("AdamW takes no 'momentum'", "betas")),
     (["trainer.max_epochs=0"], ("trainer.max_epochs must be >= 1", "got 0")),
     (["trainer.max_epochs=-1"], ("trainer.max_epochs must be >= 1", "got -1")),
     (

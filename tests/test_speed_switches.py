@@ -19,8 +19,8 @@ from translearn.module import TransferModule
 def check_policy(policy, precision: str = "32-true", **model_kwargs) -> TransferModule:
     torch.manual_seed(0)
     module = TransferModule(
-        "resnet18", weights="none", num_classes=3, policy=policy, optimizer=HOT_SGD,
-        scheduler={"name": "none"}, **model_kwargs,
+        "resnet18", weights="none", num_classes=3, policy=policy, optimizer=HOT_SGD, scheduler=None,
+        decay_norm_and_bias=True, **model_kwargs,
     )  # fmt: skip
     before = snapshot(module)
     trainer = pl.Trainer(
@@ -72,7 +72,7 @@ def test_fp16_grad_scaler_ignores_gated_gradual_stages() -> None:
     torch.manual_seed(0)
     module = TransferModule(
         "resnet18", weights="none", num_classes=3, policy=Gradual(start=5), optimizer=HOT_SGD,
-        scheduler={"name": "none"},
+        scheduler=None, decay_norm_and_bias=True,
     )  # fmt: skip
     gated = module.net.model.layer4[1].conv2.weight  # unfreezes at epoch 5: requires_grad, but gated
     assert gated.requires_grad

@@ -21,23 +21,28 @@ FAMILIES = [
     ("timm", "convnext_atto", 32),
     ("timm", "vit_tiny_patch16_224", 224),
 ]
-# Aggressive settings make any leak visible: momentum and weight decay move weights with zero gradients.
-HOT_SGD = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.01, "decay_norm_and_bias": True}
+# Aggressive settings make any leak visible: momentum and weight decay move weights with zero gradients
+# (modules take them with decay_norm_and_bias=True, so norms and biases decay too).
+HOT_SGD = {"_target_": "torch.optim.SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}
+HOT_ADAMW = {"_target_": "torch.optim.AdamW", "lr": 0.01, "weight_decay": 0.1}
+# A schedule under which no group's LR is ever 0: a waiting stage is held by its dropped gradients alone.
+WARMUP_COSINE = {
+    "_target_": "torch.optim.lr_scheduler.SequentialLR",
+    "milestones": [2],
+    "schedulers": [
+        {"_target_": "torch.optim.lr_scheduler.LinearLR", "start_factor": 0.5, "total_iters": 2},
+        {"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": 4, "eta_min": 0.001},
+    ],
+}
 
 
 def make_module(
     arch: str, policy: FreezePolicy, classes: int = 3, library: str = "torchvision", **kwargs
 ) -> TransferModule:
     torch.manual_seed(0)
+    settings = {"optimizer": HOT_SGD, "scheduler": None, "decay_norm_and_bias": True, **kwargs}
     return TransferModule(
-        arch,
-        weights="none",
-        library=library,
-        num_classes=classes,
-        policy=policy,
-        optimizer=HOT_SGD,
-        scheduler={"name": "none"},
-        **kwargs,
+        arch, weights="none", library=library, num_classes=classes, policy=policy, **settings
     )
 
 
@@ -169,10 +174,15 @@ def test_frozen_bn_stays_in_eval_mode_after_train() -> None:
 def test_no_weight_decay_on_norm_and_bias_by_default() -> None:
     torch.manual_seed(0)
     module = TransferModule(
-        "resnet18", weights="none", num_classes=3, optimizer={"name": "sgd", "lr": 0.1, "weight_decay": 0.5}
+        "resnet18",
+        weights="none",
+        num_classes=3,
+        optimizer={"_target_": "torch.optim.SGD", "weight_decay": 0.5},
     )
-    groups = module.plan.param_groups(lr=0.1, weight_decay=0.5)
-    for group in groups:
+    optimizer = module.configure_optimizers()["optimizer"]
+    assert isinstance(optimizer, torch.optim.SGD)
+    for group in optimizer.param_groups:
+        assert group["lr"] == 1e-3  # SGD's own default: the config gave none
         for p in group["params"]:
             assert (group["weight_decay"] == 0.0) == (p.ndim <= 1)
 
@@ -238,39 +248,58 @@ def test_gradual_unfreezes_at_exactly_the_configured_epochs() -> None:
     assert [moved("net.model.layer3.", e) for e in range(3)] == [False, False, True]
     for prefix in ("net.model.layer2.", "net.model.layer1.", "net.model.conv1.", "net.model.bn1."):
         assert not any(moved(prefix, e) for e in range(3)), prefix
-    # The LR gate: the stage's group sits at 0 until its epoch; groups never appear or vanish.
-    assert [lrs["layer4"] for lrs in recorder.lrs] == [0.0, 0.05, 0.05]
-    assert [lrs["layer3"] for lrs in recorder.lrs] == [0.0, 0.0, 0.05]
+    # No LR gate: a waiting stage's group has its full LR from epoch 0 and still stood still above (its
+    # gradients are dropped); groups never appear or vanish.
+    assert [lrs["layer4"] for lrs in recorder.lrs] == [0.05, 0.05, 0.05]
+    assert [lrs["layer3"] for lrs in recorder.lrs] == [0.05, 0.05, 0.05]
     assert len({tuple(lrs) for lrs in recorder.lrs}) == 1
     # requires_grad is decided once, before the optimizer (and any DDP wrap) exists.
     assert {n: p.requires_grad for n, p in module.named_parameters()} == requires_grad
 
 
-def test_a_gated_stage_has_no_optimizer_state_until_it_unfreezes() -> None:
-    """The gradient gate, not the LR gate, is what keeps momentum from building up in a waiting stage.
+@pytest.mark.parametrize("optimizer", [HOT_SGD, HOT_ADAMW], ids=["sgd", "adamw"])
+def test_a_gated_stage_has_no_optimizer_state_until_it_unfreezes(optimizer: dict) -> None:
+    """A stage waiting to unfreeze: bit-identical and absent from the optimizer's state until its epoch.
 
-    Under the LR gate alone (LR 0) SGD still records a momentum buffer from the gated gradients, and the
-    stage would start with that jolt at its unfreeze epoch. With the gate, the optimizer skips it entirely.
+    Nothing holds it but :meth:`FreezePlan.gate_gradients`: its group's LR is never 0 here (warm-up, then
+    cosine to a floor), the optimizers have momentum (SGD) or moments (AdamW) and weight decay on every
+    tensor. A gradient reaching the optimizer even once would move the weights through weight decay and
+    leave a momentum buffer or Adam moments that jolt the stage at its unfreeze epoch.
     """
 
-    class StateAtEpochStart(pl.Callback):
+    class AtEpochStart(pl.Callback):
         def __init__(self) -> None:
             self.seen: list[tuple[int, int]] = []
+            self.states: list[dict[str, torch.Tensor]] = []
+            self.lrs: list[dict[str, float]] = []
 
         def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
             state = trainer.optimizers[0].state
             layer4 = [p for n, p in module.named_parameters() if n.startswith("net.model.layer4.")]
             layer3 = [p for n, p in module.named_parameters() if n.startswith("net.model.layer3.")]
             self.seen.append((sum(p in state for p in layer4), sum(p in state for p in layer3)))
+            self.states.append(snapshot(module))
+            self.lrs.append({g["name"]: g["lr"] for g in trainer.optimizers[0].param_groups})
 
-    module = make_module("resnet18", Gradual(epochs=[2, 3]))
-    recorder = StateAtEpochStart()
+    module = make_module("resnet18", Gradual(epochs=[2, 3]), optimizer=optimizer, scheduler=WARMUP_COSINE)
+    start = snapshot(module)
+    recorder = AtEpochStart()
     tiny_trainer(epochs=4, batches=2, callbacks=[recorder]).fit(
         module, random_loader(), random_loader(seed=1)
     )
     layer4 = sum(1 for n, _ in module.named_parameters() if n.startswith("net.model.layer4."))
     # epoch 0, 1: nothing for either; epoch 2 (layer4 unfreezes): still nothing; epoch 3: layer4 has state
     assert recorder.seen == [(0, 0), (0, 0), (0, 0), (layer4, 0)]
+    assert all(lrs["layer4"] > 0 and lrs["layer3"] > 0 for lrs in recorder.lrs), recorder.lrs
+    for prefix, unfreeze in (("net.model.layer4.", 2), ("net.model.layer3.", 3)):
+        names = [n for n in start if n.startswith(prefix)]  # parameters and BatchNorm buffers
+        for epoch in range(unfreeze + 1):  # the state at the start of epoch `unfreeze` is the last untouched
+            moved = [n for n in names if not torch.equal(start[n], recorder.states[epoch][n])]
+            assert not moved, (
+                f"{prefix} moved before its unfreeze epoch {unfreeze} (epoch {epoch}): {moved[:3]}"
+            )
+    final = snapshot(module)
+    assert any(not torch.equal(start[n], final[n]) for n in start if n.startswith("net.model.layer4."))
 
 
 def test_lr_decay_gives_discriminative_learning_rates() -> None:

@@ -48,7 +48,7 @@ from translearn.errors import UserError
 from translearn.module import TransferModule
 from translearn.strategies import Freeze
 
-HOT_SGD = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.01, "decay_norm_and_bias": True}
+HOT_SGD = {"_target_": "torch.optim.SGD", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.01}
 # Heavy models (VGG's classifier alone is ~100M parameters): their checks take seconds.
 HEAVY = {"vgg11_bn", "vit_b_16", "swin_t", "convnext_tiny", "inception_v3"}
 FAMILIES = [pytest.param(a, marks=pytest.mark.slow) if a in HEAVY else a for a in FORMATS]
@@ -186,7 +186,8 @@ def test_freeze_keeps_the_published_tensors_through_real_steps(
         num_classes=3,
         policy=Freeze(),
         optimizer=HOT_SGD,
-        scheduler={"name": "none"},
+        scheduler=None,
+        decay_norm_and_bias=True,
     )
     head = {k: v.detach().clone() for k, v in module.net.head.state_dict().items()}
     # ViT only takes 224 px: keep its batches tiny.

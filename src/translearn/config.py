@@ -134,6 +134,9 @@ def check_values(cfg: DictConfig) -> None:
             not isinstance(value, int | float) or isinstance(value, bool) or not ok(value)
         ):
             raise UserError(f"model.optimizer.{key} must be {rule}, got {value}")
+    from translearn.optimization import check as check_optimization
+
+    check_optimization(cfg.model)  # the torch classes of model.optimizer / model.scheduler, and their keys
     epochs = cfg.trainer.get("max_epochs")
     if not isinstance(epochs, int) or epochs < 1:
         raise UserError(f"trainer.max_epochs must be >= 1, got {epochs} (-1 would train forever)")

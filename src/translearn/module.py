@@ -13,7 +13,7 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from translearn.backbones import build_backbone
-from translearn.optimization import build_optimizer, build_scheduler
+from translearn.optimization import DEFAULT_OPTIMIZER, base_value, optimizer_partial, scheduler_partial
 from translearn.strategies import Finetune, FreezePlan, FreezePolicy
 
 
@@ -33,9 +33,11 @@ def split_metrics(num_classes: int, prefix: str, top5: bool = True) -> MetricCol
 class TransferModule(pl.LightningModule):
     """A pretrained torchvision or timm backbone with a new head, trained under a freezing policy.
 
-    ``optimizer`` and ``scheduler`` are the ``model.optimizer`` / ``model.scheduler`` dicts of the config
-    (see ``conf/model/default.yaml``). To reload a trained model without re-fetching pretrained weights:
-    ``TransferModule.load_from_checkpoint(path, weights="none")``.
+    ``optimizer`` and ``scheduler`` are the ``model.optimizer`` / ``model.scheduler`` configs: a torch class
+    as a Hydra ``_target_`` with its arguments, e.g. ``{"_target_": "torch.optim.AdamW", "lr": 3e-4}``
+    (``conf/model/optimizer/``, ``conf/model/scheduler/``). ``optimizer=None`` is SGD(lr=1e-3, momentum=0.9);
+    ``scheduler=None`` (or ``{}``) keeps the LR constant. To reload a trained model without re-fetching
+    pretrained weights: ``TransferModule.load_from_checkpoint(path, weights="none")``.
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class TransferModule(pl.LightningModule):
         policy: FreezePolicy | None = None,
         optimizer: dict | None = None,
         scheduler: dict | None = None,
+        decay_norm_and_bias: bool = False,
         label_smoothing: float = 0.0,
         channels_last: bool = False,
         compile: bool | str = False,
@@ -55,16 +58,17 @@ class TransferModule(pl.LightningModule):
         super().__init__()
         self.policy = policy or Finetune()
         self.save_hyperparameters(ignore=["policy"])
-        self.hparams.optimizer = _plain(optimizer) or {"name": "sgd", "lr": 1e-3, "momentum": 0.9}
-        self.hparams.scheduler = _plain(scheduler) or {"name": "step", "step_size": 10, "gamma": 0.1}
+        # Plain dicts, checked only when fit builds them: an old checkpoint still loads for inference.
+        self.hparams.optimizer = _plain(optimizer) or dict(DEFAULT_OPTIMIZER)
+        self.hparams.scheduler = _plain(scheduler) or None  # {}: conf/model/scheduler/none.yaml
         self.hparams.strategy = self.policy.describe()
         self.net = build_backbone(backbone, num_classes, weights, in_chans, library=library)
         self.channels_last = bool(channels_last)
         if self.channels_last:  # NHWC: what tensor cores want for convolutions under bf16/fp16
             self.net.to(memory_format=torch.channels_last)
-        # Compiled once here; requires_grad never changes afterwards (gradual gates LRs and gradients
-        # instead), so the graph is not invalidated when a stage unfreezes. Kept out of the module tree so
-        # checkpoints hold the plain net's names.
+        # Compiled once here; requires_grad never changes afterwards (gradual drops a waiting stage's
+        # gradients instead), so the graph is not invalidated when a stage unfreezes. Kept out of the
+        # module tree so checkpoints hold the plain net's names.
         backend = compile if isinstance(compile, str) and compile not in ("true", "false") else "inductor"
         enabled = compile not in (False, "false", None)
         object.__setattr__(self, "_compiled", torch.compile(self.net, backend=backend) if enabled else None)
@@ -178,13 +182,18 @@ class TransferModule(pl.LightningModule):
     # --- optimisation -----------------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
-        opt_cfg = dict(self.hparams.optimizer)
+        """The partial torch optimizer called on the plan's groups (one per stage: lr × multiplier)."""
+        make = optimizer_partial(self.hparams.optimizer)
         groups = self.plan.param_groups(
-            lr=opt_cfg.get("lr", 1e-3),
-            weight_decay=opt_cfg.get("weight_decay", 0.0),
-            decay_norm_and_bias=opt_cfg.get("decay_norm_and_bias", False),
+            lr=base_value(make, "lr", 1e-3),
+            weight_decay=base_value(make, "weight_decay", 0.0),
+            decay_norm_and_bias=self.hparams.decay_norm_and_bias,
         )
-        optimizer = build_optimizer(groups, **opt_cfg)
-        max_epochs = self.trainer.max_epochs if self._trainer is not None and self.trainer.max_epochs else 1
-        scheduler = build_scheduler(optimizer, max_epochs=max_epochs, **dict(self.hparams.scheduler))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        optimizer = make(groups)
+        schedule = scheduler_partial(self.hparams.scheduler)
+        if schedule is None:
+            return {"optimizer": optimizer}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": schedule(optimizer=optimizer), "interval": "epoch"},
+        }

@@ -1,97 +1,104 @@
-"""Optimizer and LR schedule from ``model.optimizer`` / ``model.scheduler``.
+"""The optimizer and LR scheduler: torch classes named by ``model.optimizer`` / ``model.scheduler``.
 
-The schedule is a :class:`torch.optim.lr_scheduler.LambdaLR` with one multiplier per parameter group:
-the usual StepLR/cosine factor times a gate that is 0 until the group's stage unfreezes. torch's own
-StepLR/CosineAnnealingLR cannot gate single groups, and ``add_param_group`` mid-training breaks both
-schedulers and DDP, so the factors are written out here (each matches its torch namesake).
+Each node is a Hydra ``_partial_`` target of a torch class (``conf/model/optimizer/``,
+``conf/model/scheduler/``). translearn adds only what torch cannot know: the parameter groups (one per
+stage, with the strategy's LR multipliers and no weight decay on norms and biases:
+:meth:`translearn.strategies.FreezePlan.param_groups`), and the children of SequentialLR/ChainedScheduler,
+which need the optimizer before their parent exists, so Hydra cannot build them (the model node is
+``_recursive_: false``; this module builds both nodes, and checks them for one-line errors).
+
+Stages that ``gradual`` has not unfrozen yet need nothing here: their gradients are dropped after every
+backward (:meth:`~translearn.strategies.FreezePlan.gate_gradients`), and torch's optimizers skip a
+parameter whose ``grad`` is None entirely (no update, momentum, weight decay or state).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import functools
+import inspect
+import pydoc
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.optim.lr_scheduler import LRScheduler
 
 from translearn.errors import UserError
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULERS = ("step", "cosine", "none")
+# In Python, TransferModule(optimizer=None) is this (conf/model/optimizer/sgd.yaml); scheduler=None is none.
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 1e-3, "momentum": 0.9}
 
 
-def build_optimizer(
-    groups: list[dict[str, Any]],
-    name: str = "sgd",
-    lr: float = 1e-3,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
-    nesterov: bool = False,
-    betas: Sequence[float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    **_: Any,
-) -> torch.optim.Optimizer:
-    """SGD or AdamW over groups that already carry their own ``lr`` and ``weight_decay``."""
-    if not groups:
-        raise UserError("nothing to train: the strategy freezes every parameter")
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
-    raise UserError(f"model.optimizer.name must be one of {', '.join(OPTIMIZERS)}, got '{name}'")
-
-
-class GatedFactor:
-    """LR multiplier for one group at a given epoch; a plain object so LambdaLR checkpoints its state."""
-
-    def __init__(
-        self,
-        name: str,
-        unfreeze_epoch: float,
-        max_epochs: int,
-        step_size: int = 10,
-        gamma: float = 0.1,
-        warmup_epochs: int = 0,
-        min_lr_ratio: float = 0.0,
-    ):
-        self.name, self.unfreeze_epoch, self.max_epochs = name, unfreeze_epoch, max_epochs
-        self.step_size, self.gamma = step_size, gamma
-        self.warmup_epochs, self.min_lr_ratio = warmup_epochs, min_lr_ratio
-
-    def __call__(self, epoch: int) -> float:
-        if epoch < self.unfreeze_epoch:
-            return 0.0
-        if epoch < self.warmup_epochs:
-            factor = (epoch + 1) / (self.warmup_epochs + 1)
-        elif self.name == "step":  # = torch.optim.lr_scheduler.StepLR
-            factor = self.gamma ** (epoch // self.step_size)
-        elif self.name == "cosine":  # = CosineAnnealingLR with T_max = max_epochs
-            progress = min(epoch / max(self.max_epochs, 1), 1.0)
-            factor = self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-        else:
-            factor = 1.0
-        return factor
-
-
-def build_scheduler(
-    optimizer: torch.optim.Optimizer,
-    max_epochs: int,
-    name: str = "step",
-    step_size: int = 10,
-    gamma: float = 0.1,
-    warmup_epochs: int = 0,
-    min_lr_ratio: float = 0.0,
-    **_: Any,
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-epoch schedule whose every group stays at LR 0 until its ``unfreeze_epoch``."""
-    if name not in SCHEDULERS:
-        raise UserError(f"model.scheduler.name must be one of {', '.join(SCHEDULERS)}, got '{name}'")
-    if step_size < 1:
-        raise UserError(f"model.scheduler.step_size must be >= 1, got {step_size}")
-    factors = [
-        GatedFactor(
-            name, g.get("unfreeze_epoch", 0.0), max_epochs, step_size, gamma, warmup_epochs, min_lr_ratio
+def _partial(node: Any, key: str, base: type, first: str) -> functools.partial:
+    """The torch class of ``node`` with its keywords bound, checked: one line for any mistake in it."""
+    if not isinstance(node, Mapping) or "_target_" not in node:
+        raise UserError(
+            f"model.{key} must name a torch class with _target_ (see conf/model/{key.split('.')[0]}/), "
+            f"got {node!r}"
         )
-        for g in optimizer.param_groups
+    target = node["_target_"]
+    try:
+        cls = pydoc.locate(str(target))  # not hydra's get_class, which logs a traceback-like report
+    except Exception:  # pydoc raises ErrorDuringImport when the module exists but fails to import
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        kind = "torch.optim.Optimizer" if key == "optimizer" else "torch.optim.lr_scheduler.LRScheduler"
+        raise UserError(f"model.{key}._target_={target} is not a {kind} class")
+    kwargs = {k: v for k, v in node.items() if not str(k).startswith("_")}
+    signature = inspect.signature(cls)
+    named = [n for n, p in signature.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    open_ended = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())  # bind() judges
+    unknown = [k for k in kwargs if k == first or (k not in named and not open_ended)]
+    if unknown:
+        bad, takes = unknown[0], ", ".join(n for n in named if n != first)
+        raise UserError(f"unknown key model.{key}.{bad}: {cls.__name__} takes no '{bad}' (it takes: {takes})")
+    try:
+        signature.bind(**{first: None}, **kwargs)  # a required argument left out
+    except TypeError as exc:
+        raise UserError(f"model.{key}: {cls.__name__} {exc}") from None
+    return functools.partial(cls, **kwargs)
+
+
+def optimizer_partial(node: Mapping | None) -> functools.partial:
+    """``model.optimizer`` as a partial torch optimizer: call it on parameter groups."""
+    return _partial(DEFAULT_OPTIMIZER if node is None else node, "optimizer", torch.optim.Optimizer, "params")
+
+
+def scheduler_partial(node: Mapping | None, key: str = "scheduler") -> Callable[..., LRScheduler] | None:
+    """``model.scheduler`` as ``make(optimizer=...)``; None for no scheduler (None or ``{}``: none.yaml)."""
+    if not node:
+        return None
+    make = _partial(node, key, LRScheduler, "optimizer")
+    children = make.keywords.get("schedulers")
+    if children is None:
+        return make
+    if not isinstance(children, list | tuple) or not children:
+        raise UserError(f"model.{key}.schedulers must be a list of scheduler configs, got {children!r}")
+    parts = [scheduler_partial(child, f"{key}.schedulers.{i}") for i, child in enumerate(children)]
+    if None in parts:
+        raise UserError(f"model.{key}.schedulers holds an empty scheduler")
+
+    # SequentialLR and ChainedScheduler take schedulers already built on the same optimizer.
+    def make_with_children(optimizer: torch.optim.Optimizer) -> LRScheduler:
+        return make(optimizer=optimizer, schedulers=[part(optimizer=optimizer) for part in parts])
+
+    return make_with_children
+
+
+def base_value(make: functools.partial, name: str, default: Any = None) -> Any:
+    """A keyword of the partial optimizer (``lr``, ``weight_decay``), else the class's own default."""
+    if name in make.keywords:
+        return make.keywords[name]
+    param = inspect.signature(make.func).parameters.get(name)
+    return default if param is None or param.default is param.empty else param.default
+
+
+def check(model: DictConfig) -> None:
+    """Both nodes of a composed config, before anything runs (translearn.config.check_values)."""
+    nodes = [
+        OmegaConf.to_container(model[k], resolve=True) if model.get(k) is not None else None
+        for k in ("optimizer", "scheduler")
     ]
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
+    optimizer_partial(nodes[0])
+    scheduler_partial(nodes[1])

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 
 from translearn.data.shapes import BASE_CLASSES, VERSION, ShapesDataModule
 from translearn.errors import UserError
+from translearn.log import log
 from translearn.storage import write_json
 
 # The base task's recipe. From scratch on ~1,000 images, AdamW converges in far fewer steps than SGD
@@ -49,10 +50,9 @@ def embedded_weights(
     with FileLock(str(folder / f"{tag}.lock")):
         if path.is_file():
             return path
-        print(
-            f"translearn: pretraining {arch} on the base half of the embedded shapes "
-            f"({epochs} epochs, once; cached at {path})",
-            flush=True,
+        log.info(
+            f"pretraining {arch} on the base half of the embedded shapes ({epochs} epochs, once; "
+            f"cached at {path})"
         )
         data = ShapesDataModule(
             Path(data_dir).expanduser() / "shapes",
@@ -68,8 +68,12 @@ def embedded_weights(
             weights="none",
             num_classes=len(BASE_CLASSES),
             policy=Finetune(),
-            optimizer={"name": "adamw", "lr": RECIPE["lr"], "weight_decay": RECIPE["weight_decay"]},
-            scheduler={"name": "cosine"},
+            optimizer={
+                "_target_": "torch.optim.AdamW",
+                "lr": RECIPE["lr"],
+                "weight_decay": RECIPE["weight_decay"],
+            },
+            scheduler={"_target_": "torch.optim.lr_scheduler.CosineAnnealingLR", "T_max": epochs},
         )
         trainer = pl.Trainer(
             max_epochs=epochs,
@@ -99,10 +103,7 @@ def embedded_weights(
             "seconds": round(time.perf_counter() - start, 1),
         }
         write_json(path.with_suffix(".json"), info)
-        print(
-            f"translearn: base-task val accuracy {info['base_val_acc']:.3f} in {info['seconds']} s",
-            flush=True,
-        )
+        log.info(f"base-task val accuracy {info['base_val_acc']:.3f} in {info['seconds']} s")
     return path
 
 

@@ -8,8 +8,10 @@ enforces it. Three pitfalls shape the design (see ``seed2017.md``):
   (MMPretrain's ``norm_eval`` idea).
 * Frozen parameters never enter the optimizer, so momentum and weight decay cannot move them.
 * ``requires_grad`` is set once, before the optimizer and any DDP wrap. Gradual unfreezing therefore
-  marks every stage it will ever train as trainable up front, keeps it in a parameter group whose LR is 0
-  until its epoch, and drops its gradients until then, so DDP and LR schedulers never see a change.
+  marks every stage it will ever train as trainable up front, in its own parameter group from step 0,
+  and drops its gradients until its epoch (:meth:`FreezePlan.gate_gradients`): torch optimizers skip a
+  parameter whose ``grad`` is None, so it gets no update, momentum, weight decay or optimizer state, and
+  DDP and LR schedulers never see the optimizer change.
 """
 
 from __future__ import annotations
@@ -205,7 +207,10 @@ class FreezePlan:
                     module.eval()
 
     def gate_gradients(self, epoch: int) -> None:
-        """Drop gradients of stages that will unfreeze later, so the optimizer skips them entirely."""
+        """Drop gradients of stages that will unfreeze later, so the optimizer skips them entirely.
+
+        The only thing that holds a waiting stage still: its group's LR follows the schedule like any other.
+        """
         for i, params in enumerate(self.params):
             if self.unfreeze[i] != NEVER and self.frozen(i, epoch):
                 for p in params:
@@ -216,8 +221,9 @@ class FreezePlan:
     ) -> list[dict[str, Any]]:
         """One optimizer group per trainable stage (split by weight decay), created up front.
 
-        Norm weights and biases (1-D tensors) get no weight decay unless ``decay_norm_and_bias``.
-        Each group carries ``unfreeze_epoch`` for the LR schedule's gate.
+        Each group's ``lr`` is ``lr`` times the stage's multiplier (``strategy.lr_decay``); norm weights and
+        biases (1-D tensors) get no weight decay unless ``decay_norm_and_bias``. ``name`` is the stage's
+        (Lightning's LearningRateMonitor logs ``lr-<optimizer>/<name>``).
         """
         groups = []
         for name, params, epoch, mult in zip(
@@ -235,7 +241,6 @@ class FreezePlan:
                             "lr": lr * mult,
                             "weight_decay": wd,
                             "name": name + suffix,
-                            "unfreeze_epoch": epoch,
                         }
                     )
         return groups
