@@ -54,8 +54,7 @@ def test_auto_caches_exactly_where_it_is_exact_and_says_so(compose_cfg, tmp_path
     cache = f"paths.cache_dir={tmp_path / 'c'}"
     assert run(compose_cfg("strategy=freeze", cache, run_dir=tmp_path / "a"))["feature_cache"] is True
     assert (
-        "feature cache on: the head's input stored once, training images seen through the eval"
-        in caplog.text
+        "feature cache on: the head's input stored once, training images seen through the eval" in caplog.text
     )
     for overrides in (
         ["strategy=finetune"],

@@ -11,9 +11,8 @@ a listing) is printed, not logged.
 from __future__ import annotations
 
 import logging
+import os
 import sys
-
-from pytorch_lightning.utilities import rank_zero_only
 
 log = logging.getLogger("translearn")
 _warned: set[str] = set()
@@ -42,15 +41,29 @@ if not any(isinstance(h, _Console) for h in log.handlers):
     log.propagate = False
 
 
+def _rank() -> int:
+    """Lightning's global rank where Lightning is loaded (it updates it in strategy setup), else the
+    launcher's environment as Lightning reads it. Not imported here: every error exit passes through this
+    module, and importing Lightning costs seconds."""
+    lightning = sys.modules.get("lightning_fabric.utilities.rank_zero")
+    rank = getattr(getattr(lightning, "rank_zero_only", None), "rank", None)
+    if rank is not None:
+        return int(rank)
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if os.environ.get(key) is not None:
+            return int(os.environ[key])
+    return 0
+
+
 def info_rank_zero(message: str) -> None:
-    """A line every DDP rank would print alike, printed once (Lightning's notion of rank 0)."""
-    if rank_zero_only.rank == 0:
+    """A line every DDP rank would print alike, printed once."""
+    if _rank() == 0:
         log.info(message)
 
 
 def warn_once(message: str) -> None:
     """A warning once per process and only on rank 0 (data discovery runs on every rank)."""
-    if message in _warned or rank_zero_only.rank != 0:
+    if message in _warned or _rank() != 0:
         return
     _warned.add(message)
     log.warning(message)
