@@ -61,7 +61,7 @@ def test_one_epoch_trains_on_the_publisher_layout(
     metrics = run(cfg)
     # The head and the first conv were shaped from the data in code (nothing in the config says so).
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    weights = [v for v in state["state_dict"].values() if v.ndim in (2, 4)]
+    weights = [v for k, v in state["state_dict"].items() if k.startswith("net.") and v.ndim in (2, 4)]
     assert weights[0].shape[1] == (1 if gray_mode == "adapt" and color == "gray" else 3)  # conv1
     assert weights[-1].shape[0] == CLASSES[dataset]  # the head
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -25,6 +25,9 @@ CONTRACT_KEYS = [
     "train_seconds",
     "trainable_params",
     "total_params",
+    "best_val_acc_macro",
+    "test_acc_macro",
+    "train_img_per_s",
 ]
 
 
@@ -44,6 +47,7 @@ def test_run_writes_the_contract_run_directory(compose_cfg, tmp_path: Path) -> N
     state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
     assert "net.model.fc.weight" in state and "net.model.layer4.1.bn2.running_mean" in state
     assert (out / "csv" / "metrics.csv").is_file()
+    assert (out / "confusion_val.csv").is_file() and (out / "confusion_test.csv").is_file()
 
 
 @pytest.mark.slow
@@ -162,3 +166,37 @@ def test_metrics_say_where_the_time_went(compose_cfg, tmp_path: Path) -> None:
     assert saved["train_samples"] == 2 * 2 * 8  # epochs x batches x batch size; the sanity check not counted
     # train_seconds also holds validation, checkpoints and setup: the training-only rate is higher.
     assert metrics["train_img_per_s"] > 32 / metrics["train_seconds"]
+
+
+@pytest.mark.slow
+def test_macro_accuracy_and_confusion_matrices_come_from_the_best_checkpoint(
+    compose_cfg, tmp_path: Path
+) -> None:
+    import csv
+
+    full = ("trainer.limit_val_batches=null", "trainer.limit_test_batches=null")  # every class present
+    cfg = compose_cfg("strategy=freeze", "trainer.max_epochs=3", *full)
+    metrics = run(cfg)
+    out = Path(cfg.paths.output_dir)
+    names = metrics["class_names"]
+    assert len(names) == metrics["num_classes"] == 5
+    assert metrics["stage_names"] == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    best = next((out / "checkpoints").glob("best-epoch*.ckpt"))
+    assert metrics["best_epoch"] == int(best.stem.removeprefix("best-epoch"))
+
+    def read(split: str) -> torch.Tensor:
+        rows = list(csv.reader((out / f"confusion_{split}.csv").open()))
+        assert rows[0] == ["true", *names] and [r[0] for r in rows[1:]] == names  # by name, not index
+        return torch.tensor([[int(n) for n in r[1:]] for r in rows[1:]], dtype=torch.float64)
+
+    val = read("val")
+    assert val.sum() == metrics["split_sizes"]["val"]  # the whole val split, once
+    # The matrix is the best epoch's: its micro accuracy is best_val_acc, its mean recall the macro one.
+    assert val.trace() / val.sum() == pytest.approx(metrics["best_val_acc"], abs=1e-6)
+    recall = val.diag() / val.sum(dim=1)
+    assert recall.mean() == pytest.approx(metrics["best_val_acc_macro"], abs=1e-6)
+    test = read("test")
+    assert test.sum() == metrics["split_sizes"]["test"]
+    assert test.trace() / test.sum() == pytest.approx(metrics["test_acc"], abs=1e-6)
+    assert test.diag().div(test.sum(dim=1)).mean() == pytest.approx(metrics["test_acc_macro"], abs=1e-6)
+    assert metrics["val_acc_macro"] is not None

@@ -7,12 +7,12 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from translearn.backbones import build_backbone
+from translearn.log import info_rank_zero
 from translearn.optimization import DEFAULT_OPTIMIZER, base_value, optimizer_partial, scheduler_partial
 from translearn.strategies import Finetune, FreezePlan, FreezePolicy
 
@@ -23,8 +23,13 @@ def _plain(value: Any) -> Any:
 
 
 def split_metrics(num_classes: int, prefix: str, top5: bool = True) -> MetricCollection:
-    """Accuracy (micro, as in 2017), and top-5 accuracy when there are more than 5 classes."""
-    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+    """Accuracy (micro, as in 2017), balanced accuracy (macro: the mean of per-class recalls, honest on
+    imbalanced data such as Simpsons and Caltech256), and top-5 accuracy when there are more than 5 classes.
+    """
+    metrics = {
+        "acc": MulticlassAccuracy(num_classes, average="micro"),
+        "acc_macro": MulticlassAccuracy(num_classes, average="macro"),
+    }
     if top5 and num_classes > 5:
         metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
     return MetricCollection(metrics, prefix=prefix)
@@ -47,6 +52,7 @@ class TransferModule(pl.LightningModule):
         library: str = "torchvision",
         num_classes: int = 2,
         in_chans: int = 3,
+        class_names: list[str] | None = None,
         policy: FreezePolicy | None = None,
         optimizer: dict | None = None,
         scheduler: dict | None = None,
@@ -81,6 +87,15 @@ class TransferModule(pl.LightningModule):
         self.val_metrics = split_metrics(num_classes, "val/")
         self.test_metrics = split_metrics(num_classes, "test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()  # weighted by batch size, exact under DDP
+        self.val_confusion = MulticlassConfusionMatrix(num_classes)  # rows: true class; not logged
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+        # The last validation epoch's confusion matrix and balanced accuracy, kept in the module's state so
+        # that every checkpoint carries those of its own epoch: the best checkpoint then holds the best
+        # epoch's, whatever callbacks.model_checkpoint.monitor is (translearn.rundir.best_validation).
+        self.register_buffer(
+            "val_confusion_at_epoch", torch.zeros(num_classes, num_classes, dtype=torch.long)
+        )
+        self.register_buffer("val_acc_macro_at_epoch", torch.tensor(float("nan")))
         # Persistent so that a resumed run still knows the best accuracy of the epochs before the cut.
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
@@ -109,10 +124,8 @@ class TransferModule(pl.LightningModule):
         counts = {"params/trainable": trainable, "params/frozen": total - trainable, "params/total": total}
         for logger in self.loggers:
             logger.log_hyperparams(counts)
-        rank_zero_info(f"translearn: {self.net.arch} stages: {self.plan.summary(self.current_epoch)}")
-        rank_zero_info(
-            f"translearn: parameters trainable {trainable:,} / frozen {total - trainable:,} / total {total:,}"
-        )
+        info_rank_zero(f"{self.net.arch} stages: {self.plan.summary(self.current_epoch)}")
+        info_rank_zero(f"parameters trainable {trainable:,} / frozen {total - trainable:,} / total {total:,}")
 
     def on_train_start(self) -> None:
         if self.current_epoch == 0:
@@ -155,6 +168,8 @@ class TransferModule(pl.LightningModule):
         loss = self.criterion(logits, y)
         metrics = getattr(self, f"{split}_metrics")
         metrics.update(logits, y)
+        if split != "train":
+            getattr(self, f"{split}_confusion").update(logits, y)
         if split == "train":
             self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         else:
@@ -173,9 +188,17 @@ class TransferModule(pl.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def on_validation_epoch_start(self) -> None:
+        self.val_confusion.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
+        self.val_confusion_at_epoch.copy_(self.val_confusion.compute())
+        self.val_acc_macro_at_epoch.fill_(self.val_metrics["acc_macro"].compute())
         self.val_acc_best(self.val_metrics["acc"].compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 

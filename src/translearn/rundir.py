@@ -167,10 +167,40 @@ class RunDir:
             return None
         return (peek(checkpoint)[0] or {}).get("wandb_run_id")
 
+    @staticmethod
+    def best_validation(checkpoint: Path | None) -> dict[str, Any]:
+        """The epoch, balanced accuracy and val confusion matrix stored in the best checkpoint.
+
+        TransferModule keeps its last validation epoch's matrix in its state, so each checkpoint holds
+        its own epoch's; empty for no checkpoint, or one written before the module kept them.
+        """
+        state = peek(checkpoint)[0] if checkpoint else None
+        if state is None or "val_confusion_at_epoch" not in state["state_dict"]:
+            return {}
+        weights = state["state_dict"]
+        macro = float(weights["val_acc_macro_at_epoch"])
+        return {
+            "epoch": state.get("epoch"),
+            "acc_macro": None if macro != macro else macro,  # NaN: never validated
+            "confusion": weights["val_confusion_at_epoch"].tolist(),
+        }
+
     # --- writing --------------------------------------------------------------------------------
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json(self.path / "metrics.json", metrics)
+
+    def write_confusion(self, split: str, matrix: list[list[int]], class_names: list[str]) -> Path:
+        """``confusion_<split>.csv``: rows are the true class, columns the predicted one, by name."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["true", *class_names])
+        writer.writerows(
+            [name, *(int(n) for n in row)] for name, row in zip(class_names, matrix, strict=True)
+        )
+        path = self.path / f"confusion_{split}.csv"
+        write_atomic(path, out.getvalue())
+        return path
 
     def record_failure(self, reason: str, returncode: int | None = None) -> None:
         write_json(

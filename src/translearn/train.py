@@ -54,12 +54,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     # The weights decide the preprocessing; dataset.* keys the user set win (see conf/dataset/*.yaml).
     datamodule = instantiate(cfg.dataset, _partial_=True)(preprocessing=preprocessing_for(choice))
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        # Lightning's once-per-node hook, run before the model exists because the model's shape comes from
+        # the data; DDP starts the other ranks later, from trainer.fit, and they read the index it wrote.
+        datamodule.prepare_data()
     info_rank_zero(f"preprocessing {datamodule.preprocessing.describe()}")
     policy = instantiate(cfg.strategy)
     # The data decides the head and the first conv: read from the index, never typed in a config.
     model = instantiate(
         cfg.model, policy=policy, weights=resolve_weights(cfg), num_classes=datamodule.num_classes,
-        in_chans=datamodule.in_chans,
+        in_chans=datamodule.in_chans, class_names=datamodule.class_names,
     )  # fmt: skip
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     if not (cfg.get("logger") or {}):  # Lightning refuses an LR monitor with nowhere to log
@@ -103,14 +107,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         timing = _throughput(trainer)  # before test(ckpt_path="best") restores the clock of the best epoch
         epochs = trainer.current_epoch
         in_sync = _replicas_in_sync(trainer, model)
+        checkpoint = trainer.checkpoint_callback
+        best_path = getattr(checkpoint, "best_model_path", "") or None
+        best_val = RunDir.best_validation(Path(best_path) if best_path else None)
         tested: dict[str, float] = {}
+        test_confusion = None
         test_start = time.perf_counter()
         if datamodule.has_split("test"):
-            best = "best" if getattr(trainer.checkpoint_callback, "best_model_path", "") else None
-            tested = trainer.test(model, datamodule=data, ckpt_path=best, verbose=False)[0]
+            tested = trainer.test(
+                model, datamodule=data, ckpt_path="best" if best_path else None, verbose=False
+            )[0]
+            test_confusion = model.test_confusion.compute().tolist()  # every rank: it syncs under DDP
         timing["test_seconds"] = round(time.perf_counter() - test_start, 2)
 
-        checkpoint = trainer.checkpoint_callback
         best_score = getattr(checkpoint, "best_model_score", None)
         # What trained in the epochs that ran: a gradual stage scheduled after the last epoch did not.
         trainable = sum(p.numel() for p in model.plan.trained_parameters(epochs))
@@ -125,11 +134,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "seed": cfg.seed,
             "image_size": datamodule.image_size, "epochs": epochs, "max_epochs": trainer.max_epochs,
             "best_val_acc": float(best_score) if best_score is not None else fitted.get("val/acc_best"),
-            "val_acc": fitted.get("val/acc"), "val_loss": fitted.get("val/loss"),
-            "val_acc_top5": fitted.get("val/acc_top5"),
-            "test_acc": tested.get("test/acc"), "test_acc_top5": tested.get("test/acc_top5"),
+            "best_val_acc_macro": best_val.get("acc_macro"), "best_epoch": best_val.get("epoch"),
+            "val_acc": fitted.get("val/acc"), "val_acc_macro": fitted.get("val/acc_macro"),
+            "val_loss": fitted.get("val/loss"), "val_acc_top5": fitted.get("val/acc_top5"),
+            "test_acc": tested.get("test/acc"), "test_acc_macro": tested.get("test/acc_macro"),
+            "test_acc_top5": tested.get("test/acc_top5"),
             "train_seconds": round(train_seconds, 2), **timing, "trainable_params": trainable,
             "frozen_params": total - trainable, "total_params": total, "num_classes": datamodule.num_classes,
+            "class_names": datamodule.class_names, "stage_names": [s.name for s in model.net.stages],
             "split_sizes": {split: datamodule.index.count(split) for split in ("train", "val", "test")},
             "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
             "world_size": trainer.world_size, "replicas_in_sync": in_sync,
@@ -137,6 +149,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "sweep_id": cfg.get("sweep", {}).get("id"), "run_dir": str(out), "status": "complete",
         }  # fmt: skip
         if trainer.is_global_zero:
+            # The best checkpoint's confusion matrices, by class name, before metrics.json marks it complete.
+            if best_val:
+                folder.write_confusion("val", best_val["confusion"], datamodule.class_names)
+            if test_confusion is not None:
+                folder.write_confusion("test", test_confusion, datamodule.class_names)
             folder.write_metrics(metrics)
             _print_summary(metrics)
             _wandb_summary(loggers, metrics)
