@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from translearn.errors import UserError
+from translearn.report.recipe import read_recipe
 from translearn.rundir import COMPLETE, INTERRUPTED, RunDir
 
 REQUIRED_KEYS = ("dataset", "color", "strategy", "best_val_acc")
@@ -24,6 +25,7 @@ REQUIRED_KEYS = ("dataset", "color", "strategy", "best_val_acc")
 NUMERIC_KEYS = (
     "best_val_acc", "val_acc", "test_acc", "val_loss", "val_acc_top5", "test_acc_top5", "train_seconds",
     "trainable_params", "frozen_params", "total_params", "seed", "epochs", "k", "train_img_per_s",
+    "best_val_acc_macro", "val_acc_macro", "test_acc_macro", "best_epoch", "max_epochs",
 )  # fmt: skip
 # Run folders hold these; none of them can hold another run, and checkpoints can be large trees.
 PRUNED_DIRS = {"checkpoints", "csv", "wandb", "tensorboard", "lightning_logs", "__pycache__"}
@@ -150,7 +152,8 @@ def collect(
             except ValueError as exc:
                 found.skipped.append((file, str(exc)))
                 continue
-            found.runs.append({**run, "metrics_path": str(file)})
+            # recipe: what must match before runs are averaged (see translearn.report.recipe)
+            found.runs.append({**run, "recipe": read_recipe(file.parent, run), "metrics_path": str(file)})
         for cell, status in [(c, "failed") for c in failed] + [(c, "unfinished") for c in unfinished]:
             if (key := cell.resolve()) in seen:
                 continue
@@ -179,6 +182,17 @@ def _nothing_usable(found: Collection, paths: list[Path]) -> str:
         f"no runs under {where}: no metrics.json found; pass a run directory (hydra.run.dir), a sweep "
         "directory (hydra.sweep.dir) or a folder of sweeps"
     )
+
+
+def run_folder(run: dict[str, Any]) -> Path | None:
+    """Where a run's logs live: beside its metrics.json (runs move), else the run_dir it recorded."""
+    for key in ("metrics_path", "run_dir"):
+        if run.get(key):
+            path = Path(run[key])
+            path = path.parent if key == "metrics_path" else path
+            if path.is_dir():
+                return path
+    return None
 
 
 def load_runs(*paths: str | os.PathLike[str]) -> list[dict[str, Any]]:
