@@ -10,7 +10,7 @@ ARGS ?=
 WANDB_SYNC_TIMEOUT ?= 300
 
 .DEFAULT_GOAL := help
-.PHONY: help venv train test test-fast bench lint format wandb-sync clean
+.PHONY: help venv train test test-fast bench study lint format wandb-sync clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,20 @@ test-fast: $(STAMP) ## the suite without the slow and subprocess tests (~2 min)
 
 bench: $(STAMP) ## translearn vs a plain PyTorch loop, side by side; writes benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+# One folder per study; rerun an interrupted one with STUDY_DIR=<its folder> ARGS=sweep.resume=true.
+ifndef STUDY_DIR
+STUDY_DIR := outputs/study/$(shell date +%Y-%m-%d_%H-%M-%S)
+endif
+STUDY_SEEDS ?= 0,1,2
+STUDY := $(BIN)/python -m translearn.train -m experiment=study dataset.color=rgb,gray seed=$(STUDY_SEEDS)
+
+study: $(STAMP) ## the offline transfer study: scratch, freeze, first_k, finetune, gradual x rgb/gray x 3 seeds (~20 min on 2 cores)
+	$(STUDY) strategy=finetune,freeze,gradual hydra.sweep.dir=$(STUDY_DIR)/transfer $(ARGS)
+	$(STUDY) strategy=first_k strategy.k=1,2,3,4 hydra.sweep.dir=$(STUDY_DIR)/depth $(ARGS)
+	$(STUDY) strategy=finetune model.weights=none hydra.sweep.dir=$(STUDY_DIR)/scratch $(ARGS)
+	$(BIN)/python -m translearn.report $(STUDY_DIR)
+	@echo "study: table and plots in $(STUDY_DIR)/report"
 
 lint: $(STAMP) ## ruff check + ruff format --check
 	$(BIN)/ruff check .
