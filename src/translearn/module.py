@@ -43,6 +43,10 @@ class TransferModule(pl.LightningModule):
     (``conf/model/optimizer/``, ``conf/model/scheduler/``). ``optimizer=None`` is SGD(lr=1e-3, momentum=0.9);
     ``scheduler=None`` (or ``{}``) keeps the LR constant. To reload a trained model without re-fetching
     pretrained weights: ``TransferModule.load_from_checkpoint(path, weights="none")``.
+
+    ``class_names``, ``preprocessing`` (the eval transform, :meth:`Preprocessing.as_dict`), ``color`` and
+    ``gray_mode`` describe the inputs; ``translearn.train`` passes the data module's, so a checkpoint is
+    a usable model on its own (predict, eval, export read them from its hyperparameters).
     """
 
     def __init__(
@@ -53,6 +57,9 @@ class TransferModule(pl.LightningModule):
         num_classes: int = 2,
         in_chans: int = 3,
         class_names: list[str] | None = None,
+        preprocessing: dict | None = None,
+        color: str = "rgb",
+        gray_mode: str = "replicate",
         policy: FreezePolicy | None = None,
         optimizer: dict | None = None,
         scheduler: dict | None = None,

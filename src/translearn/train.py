@@ -64,6 +64,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     model = instantiate(
         cfg.model, policy=policy, weights=resolve_weights(cfg), num_classes=datamodule.num_classes,
         in_chans=datamodule.in_chans, class_names=datamodule.class_names,
+        preprocessing=datamodule.preprocessing.as_dict(), color=datamodule.color,
+        gray_mode=datamodule.gray_mode,
     )  # fmt: skip
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     if not (cfg.get("logger") or {}):  # Lightning refuses an LR monitor with nowhere to log
