@@ -10,7 +10,17 @@ from torch import nn
 from fakes import random_loader, snapshot, tiny_trainer
 from translearn.errors import UserError
 from translearn.module import TransferModule
-from translearn.strategies import NEVER, Finetune, FirstK, Freeze, FreezePolicy, Gradual
+from translearn.strategies import (
+    NEVER,
+    AutoRGN,
+    Finetune,
+    FirstK,
+    Freeze,
+    FreezePolicy,
+    Gradual,
+    LpFt,
+    Surgical,
+)
 
 # (library, model, input side): one of each stage layout, for both libraries. timm's ViT insists on 224 px.
 FAMILIES = [
@@ -65,6 +75,11 @@ def policies() -> list[FreezePolicy]:
     return [Finetune(), Freeze(), FirstK(k=2), Gradual(start=1)]
 
 
+def newer_policies() -> list[FreezePolicy]:
+    """Surgical with a gap (a frozen stage between two trained ones), LP-FT past its probe, Auto-RGN."""
+    return [Surgical(stages=[2, 4]), LpFt(probe_epochs=1), AutoRGN()]
+
+
 def _family_id(family: tuple[str, str, int]) -> str:
     return f"{family[0]}-{family[1]}"
 
@@ -74,8 +89,10 @@ def _cases() -> list:
     cases = []
     for family in FAMILIES:
         modes = ("frozen", "train") if family[0] == "timm" else ("frozen",)
+        # The newer policies run on one family per layout kind (BatchNorm CNN, LayerNorm CNN, both libraries).
+        newer = newer_policies() if family[1] in ("resnet18", "convnext_atto", "mobilenet_v3_small") else []
         for bn in modes:
-            for policy in policies():
+            for policy in [*policies(), *newer]:
                 policy.bn = bn
                 cases.append(pytest.param(family, policy, id=f"{_family_id(family)}-{policy.name}-bn={bn}"))
     return cases
@@ -110,7 +127,8 @@ def test_frozen_tensors_bit_identical_after_real_steps(
     after = module.state_dict()
     frozen_params, frozen_buffers = frozen_forever(module, epochs=2)
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
-    if policy.name != "finetune":  # the test must cover frozen tensors (LayerNorm nets have no buffers)
+    if policy.name not in ("finetune", "lp_ft", "auto_rgn"):  # the test must cover frozen tensors
+        # (LayerNorm nets have no buffers; lp_ft's probe phase has its own test)
         assert frozen_params and (frozen_buffers or not has_bn)
     if policy.bn == "train":  # frozen running statistics adapt; nothing else frozen moves
         stats = {b for b in frozen_buffers if b.endswith(("running_mean", "running_var"))}
@@ -131,6 +149,14 @@ def test_frozen_tensors_bit_identical_after_real_steps(
     moved = {n for n in trainable if not torch.equal(before[n], after[n])}
     top = tuple(f"net.model.{m}." for m in (*module.net.stages[-1].modules, module.net.head_name))
     expected = trainable if policy.name != "gradual" else {n for n in trainable if n.startswith(top)}
+    if policy.name == "auto_rgn":  # at random init a tensor's scaled step may fall below float resolution
+        # (a 1e-6 layer scale sets a huge maximum), so ask only that every stage and the head moved
+        stages = [*module.net.stages[0].modules, *(m for st in module.net.stages[1:] for m in st.modules)]
+        expected = {
+            next(n for n in sorted(moved) if n.startswith(f"net.model.{m}."))
+            for m in (*stages, module.net.head_name)
+            if any(n.startswith(f"net.model.{m}.") for n in trainable)
+        }
     assert expected <= moved, (
         f"{library} {arch}/{policy.name}: trainable tensors that did not move: {sorted(expected - moved)[:5]}"
     )
@@ -318,3 +344,84 @@ def test_bad_policy_values_are_user_errors() -> None:
         Gradual(epochs=[3, 1])
     with pytest.raises(UserError, match="lr_decay"):
         Freeze(lr_decay=0)
+
+
+def test_surgical_trains_exactly_its_stages_and_names_them_when_out_of_range() -> None:
+    module = make_module("resnet18", Surgical(stages=[4, 2]))
+    assert module.plan.summary() == (
+        "stem (frozen), layer1 (train), layer2 (frozen), layer3 (train), layer4 (frozen), head (train)"
+    )
+    with pytest.raises(
+        UserError, match=r"strategy\.stages=\[3, 6\]: resnet18 has 5 stages \(1=stem, .*5=layer4\)"
+    ):
+        make_module("resnet18", Surgical(stages=[6, 3]))
+    for stages in (None, []):
+        with pytest.raises(UserError, match="strategy=surgical needs the stages to train"):
+            Surgical(stages=stages)
+    with pytest.raises(UserError, match="stage numbers >= 1"):
+        Surgical(stages=[0])
+
+
+def test_lp_ft_probes_then_finetunes_everything_from_the_probed_head() -> None:
+    class Epochs(pl.Callback):
+        def __init__(self) -> None:
+            self.states: list[dict[str, torch.Tensor]] = []
+
+        def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            self.states.append(snapshot(module))
+
+    module = make_module("resnet18", LpFt(probe_epochs=2))
+    start, recorder = snapshot(module), Epochs()
+    tiny_trainer(epochs=3, batches=2, callbacks=[recorder]).fit(
+        module, random_loader(), random_loader(seed=1)
+    )
+    body = [n for n in start if n.startswith("net.model.") and not n.startswith("net.model.fc.")]
+    for epoch in (0, 1):  # the probe: the head alone moves; every stage (and its BatchNorm) stands still
+        assert all(torch.equal(start[n], recorder.states[epoch][n]) for n in body), epoch
+        assert not torch.equal(start["net.model.fc.weight"], recorder.states[epoch]["net.model.fc.weight"])
+    moved = [n for n in body if not torch.equal(recorder.states[1][n], recorder.states[2][n])]
+    assert any(n.startswith("net.model.conv1.") for n in moved) and any("layer4" in n for n in moved)
+    with pytest.raises(
+        UserError, match=r"strategy\.probe_epochs=3 leaves no fine-tuning epoch in trainer\.max_epochs=3"
+    ):
+        LpFt(probe_epochs=3).check_epochs(3)
+    with pytest.raises(UserError, match="probe_epochs must be an integer >= 1"):
+        LpFt(probe_epochs=0)
+
+
+def test_auto_rgn_scales_each_tensor_by_its_relative_gradient_norm_and_restores_the_schedule() -> None:
+    module = make_module("resnet18", AutoRGN())
+    groups = module.plan.param_groups(lr=0.1)
+    assert all(len(g["params"]) == 1 for g in groups)  # one tensor per group: its own LR
+    assert len(groups) == sum(1 for p in module.parameters() if p.requires_grad)
+    optimizer = torch.optim.SGD(groups, lr=0.1)
+    x, y = next(iter(random_loader()))
+    torch.nn.functional.cross_entropy(module(x), y).backward()
+    params = [g["params"][0] for g in optimizer.param_groups]
+    rgn = [float(p.grad.norm() / p.norm()) if p.norm() > 0 else None for p in params]  # zero: a fresh BN bias
+    top = max(r for r in rgn if r is not None)
+    per_stage = AutoRGN.scale(optimizer)
+    scales = [g["lr"] / 0.1 for g in optimizer.param_groups]
+    assert scales == pytest.approx([1.0 if r is None else r / top for r in rgn], rel=1e-5)
+    assert max(scales) == pytest.approx(1.0) and min(scales) > 0.0
+    assert set(per_stage) == {"stem", "layer1", "layer2", "layer3", "layer4", "head"}
+    assert all(0.0 <= v <= 1.0 for v in per_stage.values())
+    AutoRGN.restore(optimizer)
+    assert all(g["lr"] == 0.1 and "scheduled_lr" not in g for g in optimizer.param_groups)
+
+
+def test_auto_rgn_in_a_fit_logs_its_choice_per_stage_and_keeps_the_scheduled_lr() -> None:
+    class Seen(pl.Callback):
+        def __init__(self) -> None:
+            self.lrs: list[float] = []
+
+        def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *args: object) -> None:
+            self.lrs.append(sorted({g["lr"] for g in trainer.optimizers[0].param_groups}))
+
+    module = make_module("resnet18", AutoRGN())
+    seen = Seen()
+    trainer = tiny_trainer(epochs=1, batches=2, callbacks=[seen])
+    trainer.fit(module, random_loader(), random_loader(seed=1))
+    assert seen.lrs == [[0.05], [0.05]]  # scaled only inside the step, then the scheduled LR again
+    logged = {k for k in trainer.logged_metrics if k.startswith("rgn/")}
+    assert logged == {"rgn/stem", "rgn/layer1", "rgn/layer2", "rgn/layer3", "rgn/layer4", "rgn/head"}

@@ -126,6 +126,7 @@ class TransferModule(pl.LightningModule):
         self.plan.gate_gradients(self.current_epoch)
 
     def on_fit_start(self) -> None:
+        self.policy.check_epochs(self.trainer.max_epochs)
         trainable = sum(p.numel() for p in self.plan.trainable_parameters())
         total = sum(p.numel() for p in self.parameters())
         counts = {"params/trainable": trainable, "params/frozen": total - trainable, "params/total": total}
@@ -210,6 +211,27 @@ class TransferModule(pl.LightningModule):
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 
     # --- optimisation -----------------------------------------------------------------------------
+
+    def optimizer_step(
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None
+    ) -> None:
+        """Auto-RGN scales each tensor's LR between backward and the update, then restores the schedule."""
+        if not getattr(self.policy, "per_tensor_groups", False):
+            return super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        from translearn.strategies import AutoRGN
+
+        chosen: dict[str, float] = {}
+
+        def closure() -> Any:  # the optimizer calls it first: forward, backward, gradient gate
+            loss = optimizer_closure()
+            chosen.update(AutoRGN.scale(optimizer))
+            return loss
+
+        optimizer.step(closure=closure)
+        AutoRGN.restore(optimizer)
+        for stage, scale in chosen.items():  # which layers it chose to move: one curve per stage
+            self.log(f"rgn/{stage}", scale, on_step=False, on_epoch=True)
+        return None
 
     def configure_optimizers(self) -> dict[str, Any]:
         """The partial torch optimizer called on the plan's groups (one per stage: lr × multiplier)."""

@@ -56,6 +56,9 @@ class FreezePolicy:
         """For each stage, the first epoch in which it trains (``NEVER`` = frozen throughout)."""
         return [0.0] * net.num_stages
 
+    def check_epochs(self, max_epochs: int) -> None:
+        """A schedule that cannot happen in ``max_epochs`` is the user's mistake (called at fit start)."""
+
     def lr_multipliers(self, net: TransferNet) -> list[float]:
         """Discriminative LRs: stage i from the top gets ``lr_decay**i`` (the head is depth 0)."""
         n = net.num_stages
@@ -103,6 +106,123 @@ class FirstK(FreezePolicy):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "k": self.k}
+
+
+def _stage_names(net: TransferNet) -> str:
+    return ", ".join(f"{i + 1}={s.name}" for i, s in enumerate(net.stages))
+
+
+class Surgical(FreezePolicy):
+    """Train only the listed stages and the head (Lee et al., ICLR 2023, "Surgical Fine-Tuning").
+
+    Stages count as in ``first_k``: 1 is the stem, then one per block group. A contiguous range such as
+    ``[4, 5]`` (ResNet: layer3-layer4) is the paper's block; early blocks suit input-level shifts
+    (corruptions), the last layers label shifts.
+    """
+
+    name = "surgical"
+
+    def __init__(
+        self, stages: list[int] | None = None, bn: str = "frozen", lr_decay: float = 1.0, **cache: Any
+    ):
+        super().__init__(bn=bn, lr_decay=lr_decay, **cache)
+        if not stages:
+            raise UserError(
+                "strategy=surgical needs the stages to train: strategy.stages=[i,...] (1 = the stem), "
+                "e.g. strategy.stages=[4,5] for ResNet's layer3-layer4"
+            )
+        if any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in stages):
+            raise UserError(f"strategy.stages must be stage numbers >= 1 (1 = the stem), got {list(stages)}")
+        self.stages = sorted(set(stages))
+
+    def unfreeze_epochs(self, net: TransferNet) -> list[float]:
+        n = net.num_stages
+        outside = [s for s in self.stages if s > n]
+        if outside:
+            raise UserError(
+                f"strategy.stages={self.stages}: {net.arch} has {n} stages ({_stage_names(net)}); "
+                f"use numbers 1..{n}"
+            )
+        return [0.0 if i + 1 in self.stages else NEVER for i in range(n)]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "stages": self.stages}
+
+
+class LpFt(FreezePolicy):
+    """A linear probe for ``probe_epochs`` epochs, then every stage from the probe's head (Kumar et al.,
+    ICLR 2022): fine-tuning from a trained head distorts the pretrained features less than from a random
+    one. The stages wait on the gradient gate, so the optimizer, the schedule and DDP never change; the
+    probe epochs read cached features where that is exact (``cache_features=auto``).
+    """
+
+    name = "lp_ft"
+
+    def __init__(self, probe_epochs: int = 5, bn: str = "frozen", lr_decay: float = 1.0, **cache: Any):
+        super().__init__(bn=bn, lr_decay=lr_decay, **cache)
+        if not isinstance(probe_epochs, int) or isinstance(probe_epochs, bool) or probe_epochs < 1:
+            raise UserError(f"strategy.probe_epochs must be an integer >= 1, got {probe_epochs!r}")
+        self.probe_epochs = probe_epochs
+
+    def unfreeze_epochs(self, net: TransferNet) -> list[float]:
+        return [float(self.probe_epochs)] * net.num_stages
+
+    def check_epochs(self, max_epochs: int) -> None:
+        if self.probe_epochs >= max_epochs:
+            raise UserError(
+                f"strategy.probe_epochs={self.probe_epochs} leaves no fine-tuning epoch in "
+                f"trainer.max_epochs={max_epochs}; use fewer probe epochs or more epochs"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "probe_epochs": self.probe_epochs}
+
+
+class AutoRGN(FreezePolicy):
+    """Every stage trains; each step, each tensor's LR is scaled by its relative gradient norm
+    ‖g‖/‖w‖, normalised to [0, 1] over the network (Lee et al., ICLR 2023, Auto-RGN): the layers whose
+    gradients are large relative to their weights, the ones the data asks to change, learn fastest.
+
+    Each tensor gets its own optimizer group so the scale applies to its LR (for every optimizer, Adam
+    included); :meth:`scale` sets it after backward and the module restores the scheduled LR after the
+    step, so LR schedulers see only their own values.
+    """
+
+    name = "auto_rgn"
+    per_tensor_groups: ClassVar[bool] = True
+
+    @staticmethod
+    def scale(optimizer: Any) -> dict[str, float]:
+        """Scale each group's LR by its tensor's RGN / the largest RGN; returns the mean scale per stage.
+
+        Call between backward and ``optimizer.step()``, and :meth:`restore` after it. Groups whose
+        gradient was dropped (a frozen or waiting tensor) are left alone. A tensor whose weights are all
+        zero (a fresh BatchNorm bias) has no relative scale: it trains at the full rate and does not set
+        the maximum.
+        """
+        rgn: list[float | None] = []
+        for group in optimizer.param_groups:
+            p = group["params"][0]
+            norm = p.detach().norm() if p.grad is not None else None
+            rgn.append(
+                None if norm is None else float(p.grad.detach().norm() / norm) if norm > 0 else math.inf
+            )
+        top = max((r for r in rgn if r is not None and r != math.inf), default=0.0)
+        per_stage: dict[str, list[float]] = {}
+        for group, r in zip(optimizer.param_groups, rgn, strict=True):
+            group["scheduled_lr"] = group["lr"]
+            if r is None:
+                continue
+            factor = 1.0 if r == math.inf else r / top if top > 0 else 0.0
+            group["lr"] = group["lr"] * factor
+            per_stage.setdefault(group["stage"], []).append(factor)
+        return {stage: sum(v) / len(v) for stage, v in per_stage.items()}
+
+    @staticmethod
+    def restore(optimizer: Any) -> None:
+        for group in optimizer.param_groups:
+            if "scheduled_lr" in group:
+                group["lr"] = group.pop("scheduled_lr")
 
 
 class Gradual(FreezePolicy):
@@ -234,14 +354,14 @@ class FreezePlan:
             decay = [p for p in params if decay_norm_and_bias or p.ndim > 1]
             no_decay = [p for p in params if not (decay_norm_and_bias or p.ndim > 1)]
             for suffix, members, wd in (("", decay, weight_decay), ("/no_decay", no_decay, 0.0)):
-                if members:
+                # auto_rgn scales each tensor's LR: one group per tensor, named <stage>/<index>.
+                split = (
+                    [[p] for p in members] if getattr(self.policy, "per_tensor_groups", False) else [members]
+                )
+                for j, part in enumerate(p for p in split if p):
+                    label = name + suffix + (f"/{j}" if len(split) > 1 else "")
                     groups.append(
-                        {
-                            "params": members,
-                            "lr": lr * mult,
-                            "weight_decay": wd,
-                            "name": name + suffix,
-                        }
+                        {"params": part, "lr": lr * mult, "weight_decay": wd, "name": label, "stage": name}
                     )
         return groups
 
