@@ -6,6 +6,9 @@ No dataset or ImageNet checkpoint can be downloaded offline, so translearn repro
 * base (A): circle, square, triangle, cross, star; 200 training images each. translearn pretrains a
   backbone on it once and caches the weights (``model.weights=embedded``, see :mod:`translearn.pretrain`);
 * target (B): ring, hexagon, diamond, arrow, crescent; only 30 training images each, 40 val, 40 test.
+  Against the pretrained base weights this is an output-level (label) shift: new classes, same images.
+* corrupted: the base classes again, new images with a corruption each (strong noise, blur, or low
+  contrast), 30 / 40 / 40 per class: an input-level shift, the other kind Lee et al. (2023) separate.
 
 Every image has a random background gradient, noise, distractor lines, and a shape of random colour,
 size, position and rotation. Generation is deterministic (one seeded RNG per image) and takes a few
@@ -28,7 +31,12 @@ VERSION = 2
 SIDE = 72  # stored size; training crops image_size (default 64) out of a resize, as with real photos
 BASE_CLASSES = ("circle", "square", "triangle", "cross", "star")
 TARGET_CLASSES = ("ring", "hexagon", "diamond", "arrow", "crescent")
-COUNTS = {"base": {"train": 200, "val": 40}, "target": {"train": 30, "val": 40, "test": 40}}
+COUNTS = {
+    "base": {"train": 200, "val": 40},
+    "target": {"train": 30, "val": 40, "test": 40},
+    "corrupted": {"train": 30, "val": 40, "test": 40},
+}
+CORRUPTIONS = ("noise", "blur", "contrast")
 _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
 
@@ -117,16 +125,52 @@ def render(kind: str, rng: np.random.Generator, side: int = SIDE) -> Image.Image
     return image
 
 
-def generate(root: Path) -> Path:
-    """Write the whole dataset under ``root`` once (idempotent, safe across processes)."""
+def corrupt(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """One of three input-level corruptions, strong enough to move early features, mild enough to keep the
+    outline recognisable: Gaussian noise, Gaussian blur, or contrast cut to 30 %."""
+    from PIL import ImageFilter
+
+    kind = CORRUPTIONS[int(rng.integers(len(CORRUPTIONS)))]
+    if kind == "blur":
+        return image.filter(ImageFilter.GaussianBlur(radius=2.0))
+    pixels = np.asarray(image, dtype=np.float32)
+    if kind == "noise":
+        pixels = pixels + rng.normal(0, 45, pixels.shape)
+    else:
+        pixels = pixels.mean() + 0.3 * (pixels - pixels.mean())
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def _generate_corrupted(root: Path) -> None:
+    marker = root / ".complete-corrupted-v1"  # its own marker: adding the task never redraws the others
+    if marker.exists():
+        return
+    with FileLock(str(root / ".generate.lock")):
+        if marker.exists():
+            return
+        for split, count in COUNTS["corrupted"].items():
+            for label, kind in enumerate(BASE_CLASSES):
+                folder = root / "corrupted" / split / kind
+                folder.mkdir(parents=True, exist_ok=True)
+                for i in range(count):  # a seed stream of its own: not the base task's images
+                    rng = np.random.default_rng([VERSION, label, _SPLIT_IDS[split], i, 2])
+                    corrupt(render(kind, rng), rng).save(folder / f"{i:04d}.png", compress_level=1)
+        marker.touch()
+
+
+def generate(root: Path, task: str = "target") -> Path:
+    """Write the dataset under ``root`` once (idempotent, safe across processes)."""
     root.mkdir(parents=True, exist_ok=True)
+    if task == "corrupted":
+        _generate_corrupted(root)
+        return root
     marker = root / f".complete-v{VERSION}"
     if marker.exists():
         return root
     with FileLock(str(root / ".generate.lock")):
         if marker.exists():
             return root
-        for task, classes in (("base", BASE_CLASSES), ("target", TARGET_CLASSES)):
+        for task, classes in (("base", BASE_CLASSES), ("target", TARGET_CLASSES)):  # not "corrupted"
             for split, count in COUNTS[task].items():
                 for label, kind in enumerate(classes):
                     folder = root / task / split / kind
@@ -141,20 +185,21 @@ def generate(root: Path) -> Path:
 
 
 class ShapesDataModule(ImageDataModule):
-    """The embedded dataset; ``task="target"`` is the transfer task, ``task="base"`` the pretraining one."""
+    """The embedded dataset: ``task`` is ``target`` (the transfer task, new classes), ``corrupted`` (the
+    base classes under corruptions) or ``base`` (the pretraining task)."""
 
     def __init__(self, root: str | Path, task: str = "target", **kwargs):
         super().__init__(root, **kwargs)
         if task not in COUNTS:
-            raise UserError(f"dataset.task must be 'base' or 'target', got '{task}'")
+            raise UserError(f"dataset.task must be one of {', '.join(COUNTS)}, got '{task}'")
         self.task = task
 
     def prepare_data(self) -> None:
-        generate(self.root)
+        generate(self.root, self.task)
 
     def build_index(self) -> DatasetIndex:
-        generate(self.root)
-        classes = list(BASE_CLASSES if self.task == "base" else TARGET_CLASSES)
+        generate(self.root, self.task)
+        classes = list(TARGET_CLASSES if self.task == "target" else BASE_CLASSES)
         samples = {
             split: [
                 (str(path), label)
