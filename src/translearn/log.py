@@ -31,6 +31,8 @@ class _Console(logging.Handler):
                 stream, prefix = sys.stdout, "translearn: "
             stream.write(prefix + record.getMessage() + "\n")
             stream.flush()
+        except BrokenPipeError:  # `... | head` closed the pipe: nobody is reading, say nothing more
+            pass
         except Exception:  # a closed stream must not end the run
             self.handleError(record)
 

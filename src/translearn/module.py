@@ -196,6 +196,17 @@ class TransferModule(pl.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def predict_step(self, batch: Any, batch_idx: int = 0, dataloader_idx: int = 0) -> torch.Tensor:
+        """Class probabilities (softmax, float32) of images, ``(images, labels)`` or ``(images, paths)``.
+
+        Whatever rides along with the images is left in the batch for the caller (a prediction writer gets
+        the batch in ``on_predict_batch_end``), so any of the project's loaders can be predicted on as is.
+        """
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if x.shape[0] == 0:  # every file of the batch was unreadable (translearn.data.files)
+            return torch.zeros(0, self.hparams.num_classes, device=self.device)
+        return torch.softmax(self(x).float(), dim=1)
+
     def on_validation_epoch_start(self) -> None:
         self.val_confusion.reset()
 

@@ -1,0 +1,301 @@
+"""``python -m translearn.predict RUN_DIR_OR_CKPT INPUT...``: class predictions for image files, as a CSV.
+
+    python -m translearn.predict outputs/runs/2024-05-01_12-00-00_000000 photos/ extra.jpg --top-k 3
+
+Each image goes through the run's own eval preprocessing (resize, crop, colour mode, normalisation, read
+from the checkpoint), so a prediction equals what validation computed for the same file. A run folder is
+read at its best checkpoint (``metrics.json``'s ``best_checkpoint``, else ``checkpoints/best-*.ckpt``, else
+``last.ckpt``). Files that do not decode are skipped and listed on stderr; nothing else is a traceback.
+
+This module also holds what ``translearn.eval`` and ``translearn.export`` share with it: finding a run's
+checkpoint and loading the trained model from it (:func:`load_trained`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import logging
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from translearn.errors import UserError, exit_with
+from translearn.log import log
+from translearn.rundir import RunDir, peek
+from translearn.storage import write_atomic
+
+# What a checkpoint must describe to be used on images: without these it is a bare set of weights.
+REQUIRED_HPARAMS = ("class_names", "preprocessing", "num_classes", "backbone")
+MAX_LISTED = 20  # skipped files listed one per line; the rest are counted
+
+
+@dataclass
+class Trained:
+    """A trained model read back from its checkpoint, with what describes its inputs."""
+
+    module: Any  # translearn.module.TransferModule, in eval mode, on the CPU
+    checkpoint: Path
+    run_dir: Path | None  # the run folder the checkpoint belongs to, where it has one
+    hparams: dict[str, Any]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.hparams["class_names"])
+
+
+def checkpoint_of(target: Path) -> tuple[Path, Path | None]:
+    """(checkpoint, run folder) of a run folder or a ``.ckpt`` file; a run folder gives its best checkpoint.
+
+    ``best_checkpoint`` in ``metrics.json`` is an absolute path; a run folder copied elsewhere keeps the
+    file under ``checkpoints/``, so its name is looked up there too.
+    """
+    if target.is_file():
+        parent = target.parent.parent
+        return target, parent if target.parent.name == "checkpoints" and (
+            parent / ".hydra"
+        ).is_dir() else None
+    if not target.is_dir():
+        raise UserError(f"{target} does not exist; pass a run directory of translearn.train or a .ckpt file")
+    folder = RunDir(target)
+    named = (folder.metrics() or {}).get("best_checkpoint")
+    if named:
+        for candidate in (Path(named), folder.checkpoints / Path(named).name):
+            if candidate.is_file():
+                return candidate, target
+    bests = sorted(folder.checkpoints.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime_ns)
+    if bests:
+        return bests[-1], target
+    if (folder.checkpoints / "last.ckpt").is_file():
+        return folder.checkpoints / "last.ckpt", target
+    raise UserError(
+        f"{target} holds no checkpoint (checkpoints/best-*.ckpt or last.ckpt); pass the run directory of a "
+        "python -m translearn.train run, or a .ckpt file"
+    )
+
+
+def load_trained(target: str | Path) -> Trained:
+    """The model of a run folder or checkpoint, in eval mode on the CPU, without fetching pretrained weights.
+
+    Read with ``weights_only=True``, like every checkpoint translearn reads. A checkpoint that does not
+    describe its inputs (another tool's, or a bare state_dict) is a one-line error.
+    """
+    checkpoint, run_dir = checkpoint_of(Path(target).expanduser().absolute())
+    state, why = peek(checkpoint)
+    if state is None:
+        raise UserError(f"{checkpoint} is not a readable checkpoint ({why})")
+    hparams = state.get("hyper_parameters")
+    if not isinstance(hparams, dict) or any(k not in hparams for k in REQUIRED_HPARAMS):
+        raise UserError(
+            f"{checkpoint} is not a translearn checkpoint (its hyper_parameters hold no class_names and "
+            "preprocessing); pass a run directory or a checkpoint written by python -m translearn.train"
+        )
+    from translearn.module import TransferModule
+
+    try:
+        with quiet_lightning():
+            module = TransferModule.load_from_checkpoint(
+                checkpoint, map_location="cpu", weights_only=True, weights="none", compile=False,
+                channels_last=False,
+            )  # fmt: skip
+    except RuntimeError as exc:  # a state_dict that does not fit the architecture its hparams name
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{checkpoint}: its weights do not fit a {hparams['backbone']} ({first})") from None
+    module.eval()
+    return Trained(module, checkpoint, run_dir, dict(hparams))
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Lightning's start-up lines ("GPU available: ...") and loader hints are noise in a command's output."""
+    loggers = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
+            warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def describe(trained: Trained) -> str:
+    """One line: which model, which classes, which preprocessing."""
+    from translearn.data.files import preprocessing_of
+
+    h = trained.hparams
+    names = trained.class_names
+    shown = ", ".join(names[:6]) + (f", … ({len(names)})" if len(names) > 6 else "")
+    prep = preprocessing_of(h)
+    return (
+        f"{h['backbone']} from {trained.checkpoint} · classes {shown} · {h.get('color', 'rgb')}"
+        f"{'/' + h.get('gray_mode', 'replicate') if h.get('color') == 'gray' else ''} · "
+        f"resize {prep.resize} ({prep.interpolation}) → crop {prep.crop}"
+    )
+
+
+def predict_files(
+    trained: Trained,
+    files: Sequence[Path],
+    batch_size: int = 64,
+    num_workers: int = 0,
+    accelerator: str = "cpu",
+) -> dict[str, torch.Tensor]:
+    """Probabilities per file path (as given), through ``trainer.predict``; unreadable files are absent."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import BasePredictionWriter
+
+    from translearn.data.files import ImageFilesDataModule
+
+    rows: dict[str, torch.Tensor] = {}
+
+    class Collect(BasePredictionWriter):
+        """Pairs each batch's probabilities with its paths (the batch rides along to this hook)."""
+
+        def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dl_idx):
+            for path, probs in zip(batch[1], prediction.float().cpu(), strict=True):
+                rows[path] = probs
+
+    data = ImageFilesDataModule.for_checkpoint(files, trained.hparams, batch_size, num_workers)
+    with quiet_lightning():
+        trainer = pl.Trainer(
+            accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False,
+            callbacks=[Collect(write_interval="batch")],
+        )  # fmt: skip
+        trainer.predict(trained.module, datamodule=data, return_predictions=False)
+    return rows
+
+
+def csv_text(rows: Sequence[tuple[str, torch.Tensor]], class_names: Sequence[str], top_k: int) -> str:
+    """``path,label,prob`` (the most likely class), then ``label_2,prob_2`` … ``label_K,prob_K``."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    header = ["path", "label", "prob"]
+    for rank in range(2, top_k + 1):
+        header += [f"label_{rank}", f"prob_{rank}"]
+    writer.writerow(header)
+    for path, probs in rows:
+        values, indices = probs.topk(top_k)
+        row = [path]
+        for value, index in zip(values.tolist(), indices.tolist(), strict=True):
+            row += [class_names[index], f"{value:.6f}"]
+        writer.writerow(row)
+    return out.getvalue()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, like every translearn error
+        exit_with(
+            f"{message} (usage: python -m translearn.predict RUN_DIR_OR_CKPT INPUT... [--out CSV] "
+            "[--top-k N])"
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m translearn.predict",
+        description="Predict the class of image files with a trained run, through the run's own eval "
+        "preprocessing. Writes a CSV: path,label,prob (the most likely class and its probability), then "
+        "label_2,prob_2 ... label_K,prob_K for --top-k K; labels are the run's class names, probabilities "
+        "the softmax of the model's outputs. Files that do not decode are skipped and listed on stderr.",
+    )
+    parser.add_argument(
+        "target",
+        metavar="RUN_DIR_OR_CKPT",
+        help="a run directory (its best checkpoint: metrics.json best_checkpoint, else "
+        "checkpoints/best-*.ckpt, else last.ckpt) or a .ckpt file",
+    )
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, or folders searched recursively for images"
+    )
+    parser.add_argument(
+        "--out",
+        help="the CSV to write; '-' for stdout (default: predictions.csv, never replaced unless named here)",
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=1, metavar="K", help="classes per image, most likely first (default: 1)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=64, metavar="N", help="images per batch (default: 64)"
+    )
+    parser.add_argument(
+        "--num-workers", type=int, default=0, metavar="N", help="loader processes (default: 0)"
+    )
+    parser.add_argument(
+        "--accelerator", default="cpu", help="Lightning accelerator: cpu (default), gpu, mps, auto"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse, load the run, predict, write the CSV, list what was skipped."""
+    args = _parser().parse_args(argv)
+    for name in ("top_k", "batch_size"):
+        if getattr(args, name) < 1:
+            exit_with(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.num_workers < 0:
+        exit_with(f"--num-workers must be >= 0, got {args.num_workers}")
+    try:
+        run(args)
+    except UserError as exc:
+        exit_with(str(exc))
+
+
+def run(args: argparse.Namespace) -> None:
+    from translearn.data.files import find_images, why_unreadable
+
+    out = None if args.out == "-" else Path(args.out or "predictions.csv")
+    if out is not None and args.out is None and out.exists():
+        raise UserError(f"{out} already exists; pass --out FILE (a file named with --out is replaced)")
+    say = log.info if out is not None else (lambda _line: None)  # stdout holds the CSV with --out -
+    found = find_images(args.inputs)
+    if not found.files:
+        missing = f" ({', '.join(map(str, found.missing))}: no such file or folder)" if found.missing else ""
+        raise UserError(
+            f"no image files in {' '.join(args.inputs)}{missing}; pass image files or folders that hold them"
+        )
+    trained = load_trained(args.target)
+    top_k = min(args.top_k, len(trained.class_names))
+    say(describe(trained))
+    probs = predict_files(trained, found.files, args.batch_size, args.num_workers, args.accelerator)
+    skipped = [(str(p), "no such file or folder") for p in found.missing]
+    skipped += [(str(p), why_unreadable(p) or "unreadable") for p in found.files if str(p) not in probs]
+    if not probs:
+        path, why = skipped[len(found.missing)]  # the first file that did not decode
+        raise UserError(
+            f"none of the {len(found.files)} files is an image translearn can read (e.g. {path}: {why})"
+        )
+    rows = [(str(p), probs[str(p)]) for p in found.files if str(p) in probs]
+    text = csv_text(rows, trained.class_names, top_k)
+    if out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        write_atomic(out, text)
+    for path, why in skipped[:MAX_LISTED]:
+        log.warning(f"skipped {path}: {why}")
+    if len(skipped) > MAX_LISTED:
+        log.warning(f"skipped {len(skipped) - MAX_LISTED} more files that are missing or not images")
+    ignored = (
+        f"; {found.ignored} file(s) without an image extension in the folders ignored"
+        if found.ignored
+        else ""
+    )
+    skip_note = f", {len(skipped)} skipped (listed on stderr)" if skipped else ""
+    say(f"wrote {out}: {len(rows)} images, top-{top_k}{skip_note}{ignored}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
