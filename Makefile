@@ -10,7 +10,7 @@ ARGS ?=
 WANDB_SYNC_TIMEOUT ?= 300
 
 .DEFAULT_GOAL := help
-.PHONY: help venv train test test-fast bench study lint format wandb-sync clean
+.PHONY: help venv train test test-fast wheel-check bench study lint format wandb-sync clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,30 @@ test: $(STAMP) ## run the whole test suite, slow, cli and ddp tests included (~9
 
 test-fast: $(STAMP) ## the suite without the slow and subprocess tests (~2 min)
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not slow and not cli" $(ARGS)
+
+# The wheel as a user installs it: core dependencies only, resolved by pip into a fresh venv outside the
+# repository (torch from the configured index; WHEEL_PIP_ARGS adds e.g. a CPU-only torch index), then a
+# debug=tiny run and its report from another folder, so only the installed package and its embedded
+# configs can serve them.
+WHEEL_PIP_ARGS ?=
+wheel-check: $(STAMP) ## build the wheel, install it in a fresh venv outside the repo, train debug=tiny from there
+	rm -rf build dist
+	$(BIN)/pip wheel -q --no-deps -w dist . 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	@wheel=$$(ls $(CURDIR)/dist/translearn-*.whl); tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	start=$$(date +%s); set -x; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/pip" install -q --no-compile $(WHEEL_PIP_ARGS) "$$wheel" 2>&1 \
+		| { grep -v 'is ignored: it is neither a file nor a directory' || true; }; \
+	installed=$$(date +%s); cd "$$tmp"; \
+	env -u PYTHONPATH "$$tmp/venv/bin/python" -c \
+		'import sys, translearn; print(translearn.__file__); sys.exit("$(CURDIR)" in translearn.__file__)'; \
+	env -u PYTHONPATH TRANSLEARN_DATA="$$tmp/data" TRANSLEARN_CACHE="$$tmp/cache" TORCH_HOME="$$tmp/torch" \
+		"$$tmp/venv/bin/translearn-train" debug=tiny hydra.run.dir="$$tmp/run"; \
+	test -s "$$tmp/run/metrics.json"; \
+	env -u PYTHONPATH "$$tmp/venv/bin/translearn-report" "$$tmp/run" --out "$$tmp/report" >/dev/null; \
+	test -s "$$tmp/report/table.md"; \
+	set +x; now=$$(date +%s); \
+	echo "wheel-check: $$(basename $$wheel) installed in $$((installed - start)) s, trained and reported outside the repo in $$((now - installed)) s"
 
 bench: $(STAMP) ## translearn vs a plain PyTorch loop, side by side; writes benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/bench.py $(ARGS)

@@ -40,7 +40,7 @@ COMMAND_LINE = [
         ["ckpt_path=/no/such/run/last.ckpt"],
         ("ckpt_path=/no/such/run/last.ckpt does not exist", "ckpt_path=last"),
     ),
-    (["+dataset.hflip=false"], ("unknown key dataset.hflip", "ShapesDataModule")),
+    (["+dataset.vflip=true"], ("unknown key dataset.vflip", "ShapesDataModule")),
     (["+strategy.warmup=3"], ("unknown key strategy.warmup", "Finetune")),
     (["dataset=_base"], ("dataset=_base holds the keys every dataset shares; it is not a dataset",)),
     (

@@ -172,6 +172,7 @@ def test_fetch_zip_checks_the_checksum_and_unpacks(tmp_path: Path) -> None:
 def test_kaggle_download_without_the_cli_says_how_to_get_the_archive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setitem(sys.modules, "kagglehub", None)  # the CLI is the fallback when kagglehub is missing
     monkeypatch.setattr("shutil.which", lambda _name: None)
     with pytest.raises(UserError, match=r"kaggle CLI is not installed .* or download https://www.kaggle.com"):
         fetch_kaggle(
@@ -199,6 +200,7 @@ def test_kaggle_download_unpacks_what_the_cli_fetched(
     )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setitem(sys.modules, "kagglehub", None)  # the CLI is the fallback when kagglehub is missing
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "not-a-real-key")
     root = tmp_path / "simpsons"

@@ -8,6 +8,8 @@ import time
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
+from pytorch_lightning.callbacks.progress import ProgressBar as LightningProgressBar
 
 
 class EpochSeed(pl.Callback):
@@ -128,3 +130,59 @@ class RunIdentity(pl.Callback):
 
     def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
         checkpoint[self.KEY] = self.identity
+
+
+class ParamCounts(pl.Callback):
+    """Log ``params/trainable``, ``params/frozen`` and ``params/total`` as metrics when fitting starts.
+
+    The module gives the counts to ``log_hyperparams``, which the CSV logger writes to ``hparams.yaml``:
+    logged as metrics at step 0 they also reach ``csv/metrics.csv`` (one row without an epoch, which the
+    report's curves skip) and TensorBoard's and W&B's scalars. Trainable means "trains in some epoch":
+    a ``gradual`` stage that waits counts, as in the startup line.
+    """
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        plan = getattr(pl_module, "plan", None)
+        trainable_params = (
+            plan.trainable_parameters()
+            if plan is not None
+            else [p for p in pl_module.parameters() if p.requires_grad]
+        )
+        trainable = sum(p.numel() for p in trainable_params)
+        total = sum(p.numel() for p in pl_module.parameters())
+        counts = {"params/trainable": trainable, "params/frozen": total - trainable, "params/total": total}
+        for logger in trainer.loggers:  # each logger's log_metrics writes on rank 0 only
+            logger.log_metrics(counts, step=0)
+
+
+class ProgressBar(pl.Callback):
+    """The training progress bar: rich's when ``rich`` is installed, else Lightning's tqdm bar.
+
+    Constructing one gives an instance of a subclass that is also the chosen Lightning bar (the config
+    names one class either way). With ``enabled=False`` (``trainer.enable_progress_bar=false``:
+    ``debug=tiny``, sweeps) it is a plain callback that does nothing, because Lightning refuses a progress
+    bar among the callbacks of a trainer that has its bar turned off. Rich also renders cleanly where the
+    output is not a terminal (a SLURM log, ``| tee``): its final state once, not one carriage-return
+    update after another.
+    """
+
+    def __new__(cls, enabled: bool = True, refresh_rate: int = 1) -> ProgressBar:
+        if cls is ProgressBar and enabled:
+            from translearn.extras import installed
+
+            cls = _RichBar if installed("rich") else _TqdmBar
+        return super().__new__(cls)
+
+    def __init__(self, enabled: bool = True, refresh_rate: int = 1) -> None:
+        if isinstance(self, LightningProgressBar):
+            super().__init__(refresh_rate=refresh_rate)  # the Lightning bar's, next in the MRO
+        else:
+            super().__init__()
+
+
+class _RichBar(ProgressBar, RichProgressBar):
+    pass
+
+
+class _TqdmBar(ProgressBar, TQDMProgressBar):
+    pass

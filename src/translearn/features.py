@@ -199,6 +199,8 @@ def _fingerprint(net: Any, k: int, datamodule: ImageDataModule, views: int, dtyp
         "color": datamodule.color,
         "gray_mode": datamodule.gray_mode,
         "crop_scale": list(datamodule.crop_scale),
+        "crop_ratio": list(datamodule.crop_ratio),
+        "hflip": datamodule.hflip,
         "seed": datamodule.seed,
         "views": views,
         "dtype": dtype,

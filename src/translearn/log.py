@@ -43,7 +43,7 @@ if not any(isinstance(h, _Console) for h in log.handlers):
     log.propagate = False
 
 
-def _rank() -> int:
+def rank() -> int:
     """Lightning's global rank where Lightning is loaded (it updates it in strategy setup), else the
     launcher's environment as Lightning reads it. Not imported here: every error exit passes through this
     module, and importing Lightning costs seconds."""
@@ -59,13 +59,13 @@ def _rank() -> int:
 
 def info_rank_zero(message: str) -> None:
     """A line every DDP rank would print alike, printed once."""
-    if _rank() == 0:
+    if rank() == 0:
         log.info(message)
 
 
 def warn_once(message: str) -> None:
     """A warning once per process and only on rank 0 (data discovery runs on every rank)."""
-    if message in _warned or _rank() != 0:
+    if message in _warned or rank() != 0:
         return
     _warned.add(message)
     log.warning(message)

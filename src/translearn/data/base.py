@@ -18,7 +18,16 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from translearn.data.images import load_rgb
-from translearn.data.transforms import COLORS, GRAY_MODES, Preprocessing, build_transform, input_channels
+from translearn.data.transforms import (
+    COLORS,
+    CROP_RATIO,
+    CROP_SCALE,
+    GRAY_MODES,
+    Preprocessing,
+    build_transform,
+    check_range,
+    input_channels,
+)
 from translearn.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -103,7 +112,9 @@ class ImageDataModule(pl.LightningDataModule):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         preprocessing: Preprocessing | None = None,
-        crop_scale: Sequence[float] = (0.08, 1.0),
+        crop_scale: Sequence[float] = CROP_SCALE,
+        crop_ratio: Sequence[float] = CROP_RATIO,
+        hflip: bool = True,
         batch_size: int = 64,
         num_workers: int | str = "auto",
         seed: int = 0,
@@ -118,6 +129,8 @@ class ImageDataModule(pl.LightningDataModule):
             raise UserError(f"dataset.color must be one of {', '.join(COLORS)}, got '{color}'")
         if gray_mode not in GRAY_MODES:
             raise UserError(f"dataset.gray_mode must be one of {', '.join(GRAY_MODES)}, got '{gray_mode}'")
+        if not isinstance(hflip, bool):
+            raise UserError(f"dataset.hflip must be true or false, got '{hflip}'")
         if batch_size < 1:
             raise UserError(f"dataset.batch_size must be >= 1, got {batch_size}")
         if num_workers != "auto" and (not isinstance(num_workers, int) or num_workers < 0):
@@ -130,7 +143,11 @@ class ImageDataModule(pl.LightningDataModule):
         self.preprocessing = (preprocessing or Preprocessing()).resolve(
             image_size, resize_ratio, interpolation, mean, std
         )
-        self.image_size, self.crop_scale = self.preprocessing.crop, tuple(crop_scale)
+        self.image_size = self.preprocessing.crop
+        # Training augmentation: RandomResizedCrop's area and aspect-ratio ranges, then a horizontal flip.
+        self.crop_scale = check_range("crop_scale", crop_scale, upper=1.0)
+        self.crop_ratio = check_range("crop_ratio", crop_ratio)
+        self.hflip = hflip
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.pin_memory = pin_memory
         self.cache = cache
@@ -188,6 +205,8 @@ class ImageDataModule(pl.LightningDataModule):
             color=self.color,
             gray_mode=self.gray_mode,
             crop_scale=self.crop_scale,
+            crop_ratio=self.crop_ratio,
+            hflip=self.hflip,
             preprocessing=self.preprocessing,
             resized=resized,
         )

@@ -5,8 +5,10 @@ resize to 232 and crop 224, timm's models often use bicubic resizing and their o
 :class:`Preprocessing` records those numbers; :mod:`translearn.weights.catalog` reads them from the
 weights' own metadata, and the data module fills every ``dataset.*`` key left null from it.
 
-Train: Resize(resize) → RandomResizedCrop(crop) → horizontal flip; eval: Resize(resize) → CenterCrop(crop)
-(the 2017 recipe, with resize/crop = 256/224 there). Both end in normalisation. Gray is PIL's
+Train: Resize(resize) → RandomResizedCrop(crop, scale, ratio) → horizontal flip; eval: Resize(resize) →
+CenterCrop(crop) (the 2017 recipe, with resize/crop = 256/224 there). Both end in normalisation. The
+augmentation is configurable (``dataset.crop_scale``, ``dataset.crop_ratio``, ``dataset.hflip``): a flip
+turns a 'b' into a 'd' and mirrors text, so digits, letters and documents need ``hflip=false``. Gray is PIL's
 ``convert('L')`` (luma 0.299R + 0.587G + 0.114B), done on the fly:
 
 * ``replicate``: 3 equal channels, each normalised with the weights' per-channel mean/std, as in 2017, so
@@ -33,6 +35,21 @@ LUMA = (0.299, 0.587, 0.114)
 COLORS = ("rgb", "gray")
 GRAY_MODES = ("replicate", "adapt")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+CROP_SCALE = (0.08, 1.0)  # torchvision's RandomResizedCrop defaults, as in 2017
+CROP_RATIO = (3 / 4, 4 / 3)
+
+
+def check_range(key: str, value: object, upper: float | None = None) -> tuple[float, float]:
+    """``dataset.<key>`` as a (low, high) pair with 0 < low <= high (<= ``upper``), else a UserError."""
+    # Any iterable but a string: Hydra passes a ListConfig.
+    pair = tuple(value) if hasattr(value, "__iter__") and not isinstance(value, str | bytes) else ()
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
+    low, high = (float(pair[0]), float(pair[1])) if len(pair) == 2 and numbers else (0.0, 0.0)
+    if not 0 < low <= high or (upper is not None and high > upper):  # NaN fails here too
+        bound = f" <= {upper:g}" if upper is not None else ""
+        shown = list(pair) if pair else value
+        raise UserError(f"dataset.{key} must be [low, high] with 0 < low <= high{bound}, got {shown}")
+    return low, high
 
 
 def gray_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[float, float]:
@@ -140,8 +157,9 @@ def build_transform(
     resize_ratio: float = 256 / 224,
     color: str = "rgb",
     gray_mode: str = "replicate",
-    crop_scale: Sequence[float] = (0.08, 1.0),
+    crop_scale: Sequence[float] = CROP_SCALE,
     hflip: bool = True,
+    crop_ratio: Sequence[float] = CROP_RATIO,
     preprocessing: Preprocessing | None = None,
     resized: bool = False,
 ) -> v2.Compose:
@@ -157,7 +175,11 @@ def build_transform(
     if train:
         ops.append(
             v2.RandomResizedCrop(
-                prep.crop, scale=tuple(crop_scale), interpolation=interpolation, antialias=True
+                prep.crop,
+                scale=tuple(crop_scale),
+                ratio=tuple(crop_ratio),
+                interpolation=interpolation,
+                antialias=True,
             )
         )
         if hflip:

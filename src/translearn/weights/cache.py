@@ -31,6 +31,7 @@ from filelock import FileLock
 
 from translearn.errors import UserError
 from translearn.log import log
+from translearn.progress import enabled as progress_enabled
 
 MIRROR_ENV = "TRANSLEARN_WEIGHTS_MIRROR"
 TIMM_FILES = ("model.safetensors", "pytorch_model.bin")  # the names timm publishes on the Hub, in its order
@@ -83,7 +84,10 @@ def ensure_url(url: str, what: str, fetch_hint: str) -> Path:
         with _socket_timeout():
             try:
                 torch.hub.download_url_to_file(
-                    source, str(dest), hash_prefix=match.group(1) if match else None, progress=False
+                    source,
+                    str(dest),
+                    hash_prefix=match.group(1) if match else None,
+                    progress=progress_enabled(),  # torch.hub's tqdm bar, in a terminal on rank 0
                 )
             except (OSError, urllib.error.URLError, RuntimeError, ValueError) as exc:
                 reason = str(getattr(exc, "reason", exc)).strip().splitlines()
