@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,73 @@ def test_sweep_of_the_2017_grid_expands_to_sixteen_cells(tmp_path: Path) -> None
     params = cfg.hydra.sweeper.params
     assert len(expand_sweep([f"{k}={v}" for k, v in params.items()])) == 16
     assert cfg.strategy.bn == "train" and cfg.model.weights == "IMAGENET1K_V1"
+
+
+# --- W&B: online or offline, decided by W&B's own credential lookup -------------------------------
+
+KEY = "k" * 40  # a well-formed API key (W&B checks the format, not the account, without a network)
+
+
+@pytest.fixture
+def wandb_home(tmp_path: Path, monkeypatch) -> Iterator[Path]:
+    """No credentials anywhere W&B looks (environment, netrc, settings files), and a fresh W&B singleton."""
+    import wandb
+
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+    wandb.teardown()  # the singleton caches the base URL it read from the environment
+    yield tmp_path
+    wandb.teardown()
+
+
+def test_wandb_is_offline_without_credentials_and_online_with_a_key(wandb_home: Path, monkeypatch) -> None:
+    from translearn.config import wandb_offline
+
+    assert wandb_offline() is True
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    assert wandb_offline() is False
+    monkeypatch.setenv("WANDB_MODE", "offline")  # WANDB_MODE decides whatever the credentials
+    assert wandb_offline() is True
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_offline() is True
+    monkeypatch.delenv("WANDB_API_KEY")
+    monkeypatch.setenv("WANDB_MODE", "online")
+    assert wandb_offline() is False
+
+
+def test_wandb_reads_the_netrc_entry_of_the_host_it_is_configured_for(wandb_home: Path, monkeypatch) -> None:
+    """A self-hosted server (WANDB_BASE_URL) logs online with its `wandb login --host` key, not another's."""
+    import wandb
+
+    from translearn.config import wandb_offline
+
+    (wandb_home / ".netrc").write_text(f"machine wandb.example.org\n  login user\n  password {KEY}\n")
+    assert wandb_offline() is True  # the key is for another server than W&B's default
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
+    wandb.teardown()
+    assert wandb_offline() is False
+
+
+def test_wandb_log_model_offline_is_one_line_and_reaches_lightning_online(
+    wandb_home: Path, monkeypatch
+) -> None:
+    """Lightning cannot upload checkpoints from an offline run: said before anything runs, with the fix."""
+    from hydra.utils import instantiate as hydra_instantiate
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.raises(UserError, match=r"logger.wandb.log_model=true uploads checkpoints.*log_model=false"):
+        validate_command_line(["logger=wandb", "logger.wandb.log_model=true"])
+    validate_command_line(["logger=wandb"])  # the default, false, is fine offline
+
+    monkeypatch.setenv("WANDB_MODE", "online")  # no run starts: the logger is only built, not used
+    cfg = compose_config(["logger=wandb", "logger.wandb.log_model=true"], return_hydra_config=True)
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(cfg)
+    logger = hydra_instantiate(cfg.logger.wandb)
+    assert logger._log_model is True and logger._offline is False
+    assert logger._wandb_init["job_type"] == "train"
+    assert logger._wandb_init["config"] == {"strategy_name": "finetune"}  # a plain dict, not a DictConfig

@@ -16,7 +16,7 @@ import pytest
 from helpers import TINY
 from translearn.config import validate_command_line
 from translearn.errors import UserError
-from translearn.sweep import check_sweep_dir, resolve_devices, run_packed
+from translearn.sweep import check_sweep_dir, objective, resolve_devices, run_packed
 from wandb_records import run_record
 
 SWEEP_TINY = [*TINY, "trainer.enable_progress_bar=false"]
@@ -143,10 +143,10 @@ def test_two_by_two_grid_writes_four_cells_and_one_wandb_run_each(tmp_path: Path
     for name, m in found.items():
         (run_dir,) = (sweep / name / "wandb").glob("offline-run-*")  # exactly one W&B run per cell
         record = run_record(run_dir)
-        assert (
-            record.run_group == "sweep" and record.display_name == name and record.job_type == m["strategy"]
-        )
+        assert record.run_group == "sweep" and record.display_name == name and record.job_type == "train"
         assert set(record.tags) == {"shapes", m["color"], m["strategy"], "resnet18", "bn-frozen"}
+        config = {item.key: json.loads(item.value_json) for item in record.config.update}
+        assert config["strategy_name"] == m["strategy"]  # a flat column to group runs by
 
 
 @pytest.mark.cli
@@ -382,8 +382,39 @@ def test_failed_cells_reach_hydra_as_failed_jobs(tmp_path: Path) -> None:
     assert failed.status == JobStatus.FAILED  # what Optuna, Ax or Nevergrad read as a failed trial
     with pytest.raises(CellFailed, match="exit code 3"):
         _ = failed.return_value
-    done = job_return(["seed=1"], OmegaConf.create({"hydra": {"job": {"name": "t"}}}), tmp_path, {"a": 1})
-    assert done.status == JobStatus.COMPLETED and done.return_value == {"a": 1}
+    done = job_return(["seed=1"], OmegaConf.create({"hydra": {"job": {"name": "t"}}}), tmp_path, 0.75)
+    assert done.status == JobStatus.COMPLETED and done.return_value == 0.75
+
+
+def test_a_cell_returns_its_optimized_metric_as_a_float() -> None:
+    """What Hydra's Optuna sweeper calls float() on; a metric the run lacks is None (a failed trial)."""
+    metrics = {"best_val_acc": 0.8, "val_loss": 0.5, "test_acc": None, "train_seconds": 3.5}
+    assert objective(metrics, None) == objective(metrics, "val/acc_best") == 0.8
+    assert objective(metrics, "val/loss") == objective(metrics, "val_loss") == 0.5
+    assert objective(metrics, "train_seconds") == 3.5
+    assert objective(metrics, "test/acc") is None
+    with pytest.raises(UserError, match="optimized_metric=val/f1 is not a metric"):
+        objective(metrics, "val/f1")
+
+
+@pytest.mark.slow
+def test_an_in_process_cell_returns_its_objective_and_a_failing_one_raises_a_one_line_failure(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """launcher=inline and submitit run cells in the sweep's process: the same float, the same failed job."""
+    from translearn.sweep import CellFailed
+    from translearn.train import _in_process_cell
+
+    cfg = compose_cfg("strategy=freeze", "optimized_metric=val/acc", run_dir=tmp_path / "0_ok")
+    value = _in_process_cell(cfg)
+    metrics = json.loads((tmp_path / "0_ok" / "metrics.json").read_text())
+    assert isinstance(value, float) and value == metrics["val_acc"]
+
+    bad = compose_cfg("strategy=first_k", "strategy.k=99", run_dir=tmp_path / "1_bad")
+    with pytest.raises(CellFailed, match=r"cell 1_bad failed: .*strategy.k=99 is out of range") as err:
+        _in_process_cell(bad)
+    assert "\n" not in str(err.value)
+    assert "out of range" in json.loads((tmp_path / "1_bad" / "failure.json").read_text())["reason"]
 
 
 def test_cell_names_are_safe_for_any_value() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from translearn.errors import UserError
 
@@ -36,26 +36,97 @@ def register_resolvers() -> None:
         from translearn.sweep import safe_name
 
         OmegaConf.register_new_resolver("translearn.safe_name", lambda name: safe_name(str(name)))
+    if not OmegaConf.has_resolver("translearn.slurm_tasks"):  # conf/launcher/slurm.yaml
+        OmegaConf.register_new_resolver("translearn.slurm_tasks", slurm_tasks)
+    if not OmegaConf.has_resolver("translearn.slurm_gpus"):
+        OmegaConf.register_new_resolver("translearn.slurm_gpus", slurm_gpus)
 
 
 def wandb_offline() -> bool:
-    """Log offline unless W&B can authenticate: never hang on a network that is not there."""
+    """Log offline unless W&B can authenticate: never hang on a network that is not there.
+
+    ``WANDB_MODE`` decides when set. Otherwise W&B's own credential lookup decides, for the host W&B is
+    configured for (``WANDB_BASE_URL`` or ``wandb login --host``), so a self-hosted server works: an API
+    key or identity token in the environment, the key ``wandb login`` stored in the netrc file for that
+    host, or one in W&B's settings files. Nothing is sent over the network.
+    """
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in ("offline", "dryrun", "disabled"):
         return True
-    if mode == "online" or os.environ.get("WANDB_API_KEY"):
+    if mode == "online":
         return False
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return not _wandb_credentials()
+
+
+def _wandb_credentials() -> bool:
+    """Whether W&B would find credentials for its configured host, without prompting or verifying them."""
     try:
-        return "api.wandb.ai" not in netrc.read_text()
-    except OSError:
-        return True
+        import wandb
+    except ImportError:
+        return False
+    try:
+        from wandb.sdk import wandb_setup
+        from wandb.sdk.lib import wbauth
+
+        settings = wandb_setup.singleton().settings
+        host = wbauth.HostUrl(settings.base_url, app_url=settings.app_url)
+        # What wandb.init runs, minus the prompt; update_session=False: look, change nothing, print nothing.
+        found = wbauth.authenticate_session(
+            host=host, source="translearn", prompt=False, update_session=False
+        )
+        return found is not None
+    except (ImportError, AttributeError, TypeError):
+        pass  # a wandb without this module (before 0.2x): its wandb.api reads the same sources
+    except Exception:  # malformed credentials: W&B would refuse them online too
+        return False
+    try:
+        return bool(wandb.api.api_key)
+    except Exception:
+        return False
+
+
+def device_count(devices: Any) -> int | None:
+    """How many devices ``trainer.devices`` names (N, "N", a list or "0,1" of indices); None for -1/auto."""
+    if isinstance(devices, bool):
+        return None
+    if isinstance(devices, str):
+        text = devices.strip()
+        if "," in text:
+            return len([d for d in text.split(",") if d.strip()]) or None
+        if not text.lstrip("-").isdigit():
+            return None
+        devices = int(text)
+    if isinstance(devices, int):
+        return devices if devices > 0 else None
+    if isinstance(devices, list | tuple | ListConfig):
+        return len(devices) or None
+    return None
+
+
+def slurm_tasks(devices: Any) -> int:
+    """SLURM tasks per node: one per device, as Lightning's SLURM DDP expects (check_slurm says the rest)."""
+    count = device_count(devices)
+    if count is None:
+        raise ValueError(f"launcher=slurm needs a number of devices per node, got trainer.devices={devices}")
+    return count
+
+
+def slurm_gpus(accelerator: Any, devices: Any) -> int | None:
+    """GPUs per node: one per task, none on the CPU (null: no --gpus-per-node request at all)."""
+    return None if str(accelerator) == "cpu" else slurm_tasks(devices)
 
 
 def one_line(exc: BaseException) -> str:
     """A Hydra/OmegaConf error as one actionable line."""
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file and exc.options is not None:
         group, _, name = exc.missing_cfg_file.rpartition("/")
+        family = name.split("_", 1)[0]  # submitit_slurm, optuna: gone with their plugin, not mistyped
+        if group and not any(str(o).startswith(family) for o in exc.options):
+            from translearn.extras import missing_config_hint
+
+            hint = missing_config_hint(exc.missing_cfg_file)
+            if hint:
+                return hint
         if group:
             shown = sorted(
                 o for o in exc.options if not o.startswith("_")
@@ -151,6 +222,49 @@ def check_values(cfg: DictConfig) -> None:
         raise UserError(f"dataset.root={root} is a file, not a folder; pass the folder that holds the data")
     for group in ("dataset", "strategy", "model"):
         check_keys(group, cfg[group])
+    from translearn.extras import check_config
+    from translearn.sweep import objective_key
+
+    check_config(cfg)  # the optional packages it uses (logger, backbone library) are installed
+    objective_key(cfg.get("optimized_metric"))
+    check_wandb(cfg)
+
+
+def check_wandb(cfg: DictConfig) -> None:
+    """logger.wandb.log_model uploads checkpoints as artifacts, which Lightning refuses in an offline run."""
+    node = (cfg.get("logger") or {}).get("wandb") or {}
+    if node and node.get("log_model") and node.get("offline"):
+        value = str(node.get("log_model")).lower()
+        raise UserError(
+            f"logger.wandb.log_model={value} uploads checkpoints, which an offline W&B run "
+            "cannot; log in (wandb login, WANDB_API_KEY, or WANDB_MODE=online), or set "
+            "logger.wandb.log_model=false and upload the run later with make wandb-sync"
+        )
+
+
+def check_launch(cfg: DictConfig, multirun: bool) -> None:
+    """Checks of the ``hydra`` node: the sweeper's packages, and what launcher=slurm would ask SLURM for."""
+    sweeper = str(cfg.hydra.sweeper.get("_target_", ""))
+    if "optuna" in sweeper.lower():
+        from translearn.extras import require
+
+        require("hparams_search=optuna", ("optuna",), "optuna")  # the sweeper imports it per study
+        if not multirun and cfg.get("sweep", {}).get("cell") is None:  # a cell of a study is a single run
+            raise UserError("hparams_search=optuna runs a study of many trials: add -m to the command")
+    if str(cfg.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher"):
+        check_slurm(cfg.trainer)
+
+
+def check_slurm(trainer: DictConfig) -> None:
+    """launcher=slurm asks for trainer.num_nodes nodes x trainer.devices tasks: both must be counts."""
+    devices, nodes = trainer.get("devices"), trainer.get("num_nodes", 1)
+    if device_count(devices) is None:
+        raise UserError(
+            f"launcher=slurm asks SLURM for trainer.devices tasks (one per GPU) on each node, but "
+            f"trainer.devices={devices} is not a count; pass the GPUs per node, e.g. trainer.devices=4"
+        )
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+        raise UserError(f"launcher=slurm needs trainer.num_nodes >= 1 (nodes per cell), got {nodes}")
 
 
 def check_keys(group: str, node: DictConfig) -> None:
@@ -277,6 +391,12 @@ def validate_command_line(argv: list[str]) -> CommandLine:
         )
     cells = expand_sweep(args.overrides) if args.multirun else [args.overrides]
     first = True
+    if args.multirun:
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        params = _sweeper_params(fixed, args.config_dir, args.config_name or CONFIG_NAME)
+        if params:  # the sweeper's own search space first: a swept key may need a group it fixes
+            cells = expand_sweep([*params, *args.overrides])
+            first = False
     while cells:
         cell = cells.pop(0)
         try:
@@ -284,6 +404,7 @@ def validate_command_line(argv: list[str]) -> CommandLine:
                 cell, args.config_dir, args.config_name or CONFIG_NAME, return_hydra_config=True
             )
             check_values(cfg)
+            check_launch(cfg, args.multirun)
             params = cfg.hydra.sweeper.get("params") or {}
             if (
                 args.multirun and first and params
@@ -316,6 +437,22 @@ def validate_command_line(argv: list[str]) -> CommandLine:
 
         check_sweep_dir(Path(info.output_dir), info.resume)
     return info
+
+
+def _sweeper_params(fixed: list[str], config_dir: str | None, config_name: str) -> list[str]:
+    """``hydra.sweeper.params`` (an experiment's grid, an hparams_search space) of a multirun, as overrides.
+
+    Read from the command's fixed overrides alone; empty where they do not compose by themselves (a key of
+    a swept group): then the first cell of the command finds them.
+    """
+    try:
+        cfg = compose_config(fixed, config_dir, config_name, return_hydra_config=True)
+        params = cfg.hydra.sweeper.get("params") or {}
+    except Exception:
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+    return [f"{k}={v}" for k, v in params.items()]
 
 
 def instantiate(node: Any, **kwargs: Any) -> Any:

@@ -11,6 +11,11 @@ Hydra expands the grid and its launchers run the cells. Two things Hydra does no
 
 A cell's folder ends with ``metrics.json`` (done) or ``failure.json`` (why it failed); resuming a sweep
 skips the first, restarts the second, and continues interrupted cells from ``checkpoints/last.ckpt``.
+
+**What a cell returns to Hydra** is one float, the ``optimized_metric`` of its metrics (:func:`objective`),
+whichever launcher ran it: Hydra's Optuna sweeper (``hparams_search=optuna``) calls ``float()`` on it. A
+failed cell reaches the sweeper as a failed job (:class:`CellFailed`), which Optuna records as a failed
+trial while the study goes on; a grid sweep runs every cell, then ``translearn.train`` lists them all.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from filelock import FileLock
+from hydra.errors import CompactHydraException
 
 from translearn.errors import UserError
 from translearn.log import log
@@ -37,6 +43,53 @@ from translearn.storage import write_json
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class CellFailed(CompactHydraException):
+    """A failed cell, as Hydra's sweepers see it: its job fails with this one-line reason, no traceback."""
+
+
+# --- the objective of a cell ----------------------------------------------------------------------
+
+# optimized_metric (conf/train.yaml) names a metric as Lightning logs it, or a metrics.json key. Logged
+# names are read from metrics.json, which holds them at the end of the run: val/* from the last epoch,
+# val/acc_best over all epochs, test/* of the best checkpoint.
+LOGGED_METRICS = {
+    "val/acc_best": "best_val_acc",
+    "val/acc": "val_acc",
+    "val/acc_macro": "val_acc_macro",
+    "val/acc_top5": "val_acc_top5",
+    "val/loss": "val_loss",
+    "test/acc": "test_acc",
+    "test/acc_macro": "test_acc_macro",
+    "test/acc_top5": "test_acc_top5",
+}
+OBJECTIVE_KEYS = (
+    *LOGGED_METRICS.values(),
+    "best_val_acc_macro",  # the macro accuracy of the best checkpoint (by val/acc)
+    "train_seconds",
+    "train_img_per_s",
+    "trainable_params",
+)
+DEFAULT_OBJECTIVE = "val/acc_best"
+
+
+def objective_key(name: Any) -> str:
+    """The metrics.json key of ``optimized_metric``; an unknown name is a one-line error with the choices."""
+    name = DEFAULT_OBJECTIVE if name is None else str(name)
+    key = LOGGED_METRICS.get(name, name)
+    if key not in OBJECTIVE_KEYS:
+        raise UserError(
+            f"optimized_metric={name} is not a metric translearn records; choose one of: "
+            f"{', '.join(LOGGED_METRICS)}, or a metrics.json key: {', '.join(OBJECTIVE_KEYS)}"
+        )
+    return key
+
+
+def objective(metrics: dict[str, Any] | None, name: Any) -> float | None:
+    """A cell's return value: its ``optimized_metric`` as a float, or None where the run has none."""
+    value = (metrics or {}).get(objective_key(name))
+    return None if value is None else float(value)
 
 
 def run_packed(
@@ -311,11 +364,44 @@ def report(sweep_dir: Path, print_fn: Callable[[str], None] = print) -> int:
             print_fn(f"  {status.upper():7} {cell.name}  {reason}")
             bad.append(cell.name)
     done = len(cells) - len(bad)
+    best = study_best(sweep_dir, cells)
+    if best:
+        print_fn(best)
     print_fn(
         f"translearn: sweep {sweep_dir}: {done} of {len(cells)} cells complete"
         + (f"; failed: {', '.join(bad)}" if bad else "")
     )
     return 1 if bad or not cells else 0
+
+
+STUDY_FILE = "optimization_results.yaml"  # what Hydra's Optuna sweeper writes at the end of a study
+
+
+def study_best(sweep_dir: Path, cells: Sequence[RunDir] = ()) -> str | None:
+    """The best trial of an ``hparams_search`` study, as one line naming its cell; None for a grid sweep."""
+    path = Path(sweep_dir) / STUDY_FILE
+    if not path.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    try:
+        result = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception:  # a damaged file must not hide the cells' summary
+        return None
+    if not isinstance(result, dict) or "best_value" not in result:
+        return None
+    params = [f"{k}={v}" for k, v in (result.get("best_params") or {}).items()]
+    where, metric = " ".join(params), "best"
+    for cell in cells:  # the trial's overrides, as the sweeper wrote them into the cell's command line
+        try:
+            overrides = OmegaConf.load(cell.path / ".hydra" / "overrides.yaml")
+            chosen = OmegaConf.load(cell.path / ".hydra" / "config.yaml").get("optimized_metric")
+        except Exception:
+            continue
+        if set(params) <= set(overrides):
+            where, metric = cell.name, chosen or DEFAULT_OBJECTIVE
+            break
+    return f"  best    {where}  {metric}={result['best_value']}  ({STUDY_FILE})"
 
 
 def die_with_sweep() -> None:

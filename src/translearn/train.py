@@ -261,6 +261,7 @@ def _finish_wandb() -> None:
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    """The run's ``optimized_metric`` as a float: what Hydra's sweepers (Optuna's) read of every job."""
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         return _in_process_cell(cfg)
     folder = RunDir(Path(cfg.paths.output_dir))
@@ -274,7 +275,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except Exception as exc:  # recorded, so the report says "failed", not "still running"; then the traceback
         _record_failure(folder, one_line(exc))
         raise
-    return metrics["best_val_acc"]
+    return sweep.objective(metrics, cfg.get("optimized_metric"))
 
 
 def _record_failure(folder: RunDir, reason: str) -> None:
@@ -285,12 +286,14 @@ def _record_failure(folder: RunDir, reason: str) -> None:
 def _in_process_cell(cfg: DictConfig) -> float | None:
     """A cell run inside the sweep's process (Hydra's basic launcher, submitit on SLURM).
 
-    A failing cell leaves ``failure.json`` and lets the sweep go on; ``main`` reports it at the end.
+    A failing cell leaves ``failure.json`` and raises a one-line ``CellFailed``: Hydra's launchers record
+    it as a failed job and run the other cells (Optuna: a failed trial, and the study goes on); ``main``
+    lists every cell at the end.
     """
     cell = RunDir(Path(cfg.paths.output_dir))
     _log_to_run_file()
     if cfg.sweep.resume and cell.status == COMPLETE:
-        return (cell.metrics() or {}).get("best_val_acc")
+        return sweep.objective(cell.metrics(), cfg.get("optimized_metric"))
     if cfg.sweep.resume and cell.checkpoint_files():
         with open_dict(cfg):
             cfg.ckpt_path = "last"
@@ -302,12 +305,13 @@ def _in_process_cell(cfg: DictConfig) -> float | None:
                 "trainer=ddp inside an in-process multirun would relaunch the whole sweep on every rank; "
                 "use launcher=local or launcher=gpus, which run each cell as its own process"
             )
-        return run(cfg)["best_val_acc"]
+        metrics = run(cfg)
     except Exception as exc:  # one cell's failure must not end the sweep
         reason = str(exc) if isinstance(exc, UserError) else one_line(exc)
         cell.record_failure(reason)
         log.error(f"cell {cell.name} failed: {reason}")
-        return None
+        raise sweep.CellFailed(f"translearn: error: cell {cell.name} failed: {reason}") from None
+    return sweep.objective(metrics, cfg.get("optimized_metric"))
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
 """A Hydra launcher that runs every cell of a multirun as its own ``translearn.train`` process.
 
 Selected by ``launcher=local`` (one cell after another) and ``launcher=gpus`` (one cell per free GPU
-group). Why a process per cell, and how devices are packed: see :mod:`translearn.sweep`.
+group). Why a process per cell, and how devices are packed: see :mod:`translearn.sweep`. A cell's job
+returns its ``optimized_metric`` as a float (what Hydra's Optuna sweeper reads), or fails with
+:class:`CellFailed`.
 """
 
 # No `from __future__ import annotations`: Hydra loads plugin modules outside sys.modules, where
@@ -21,18 +23,15 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.errors import CompactHydraException
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from translearn.log import log
 from translearn.rundir import COMPLETE, RunDir
-from translearn.sweep import resolve_devices, run_packed
+from translearn.sweep import CellFailed, objective, resolve_devices, run_packed
 
-
-class CellFailed(CompactHydraException):
-    """A failed cell, as Hydra's sweepers see it: its JobReturn fails with this one-line reason."""
+__all__ = ["CellFailed", "TranslearnLauncher", "TranslearnLauncherConf", "job_return"]
 
 
 class _Stopped(Exception):
@@ -97,7 +96,12 @@ class TranslearnLauncher(Launcher):
             self._interrupt()
             raise
         return [
-            job_return(overrides, cfg, cell_dir, value)
+            job_return(
+                overrides,
+                cfg,
+                cell_dir,
+                value if isinstance(value, BaseException) else objective(value, cfg.get("optimized_metric")),
+            )
             for (_, overrides, cell_dir, cfg), value in zip(jobs, values, strict=True)
         ]
 
@@ -197,11 +201,11 @@ class TranslearnLauncher(Launcher):
 
 
 def job_return(overrides: list, cfg: DictConfig, cell_dir: Path, value: Any) -> JobReturn:
-    """What Hydra's sweeper sees of a cell: COMPLETED with its metrics, or FAILED with why.
+    """What Hydra's sweeper sees of a cell: COMPLETED with its objective (a float), or FAILED with why.
 
-    Optuna, Ax and Nevergrad read a FAILED job as a failed trial; Hydra's basic sweeper raises its
-    exception (a one-line CompactHydraException) once the batch is done, and translearn.train then lists
-    every cell.
+    Optuna, Ax and Nevergrad read a FAILED job as a failed trial (hparams_search=optuna sets
+    max_failure_rate so the study goes on); Hydra's basic sweeper raises its exception (a one-line
+    CompactHydraException) once the batch is done, and translearn.train then lists every cell.
     """
     ret = JobReturn(
         overrides=overrides,
