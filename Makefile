@@ -10,7 +10,7 @@ ARGS ?=
 WANDB_SYNC_TIMEOUT ?= 300
 
 .DEFAULT_GOAL := help
-.PHONY: help venv train test test-fast wheel-check bench study lint format wandb-sync clean
+.PHONY: help venv train test test-fast wheel-check bench study study-shift lint format wandb-sync clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,6 +72,14 @@ study: $(STAMP) ## the offline transfer study: scratch, freeze, first_k, finetun
 	$(STUDY) strategy=finetune model.weights=none hydra.sweep.dir=$(STUDY_DIR)/scratch $(ARGS)
 	$(BIN)/python -m translearn.report $(STUDY_DIR)
 	@echo "study: table and plots in $(STUDY_DIR)/report"
+
+SHIFT := $(BIN)/python -m translearn.train -m experiment=study dataset.task=target,corrupted seed=$(STUDY_SEEDS)
+
+study-shift: $(STAMP) ## surgical fine-tuning per stage on a label shift (target) and an input shift (corrupted), x 3 seeds
+	$(SHIFT) strategy=surgical 'strategy.stages=[1],[2],[3],[4],[5]' hydra.sweep.dir=$(STUDY_DIR)/surgical $(ARGS)
+	$(SHIFT) strategy=finetune,freeze hydra.sweep.dir=$(STUDY_DIR)/reference $(ARGS)
+	$(BIN)/python -m translearn.report $(STUDY_DIR)
+	@echo "study-shift: table and plots in $(STUDY_DIR)/report"
 
 lint: $(STAMP) ## ruff check + ruff format --check
 	$(BIN)/ruff check .

@@ -151,9 +151,9 @@ def test_verification_shows_a_bar_in_a_terminal_only_and_only_on_rank_0(tmp_path
         return terminal.getvalue()
 
     assert "verifying:" in bar_drawn("a.json") and "/6 [" in bar_drawn("b.json")  # tqdm's "0/6 [..."
-    monkeypatch.setattr(progress, "_rank", lambda: 1)
+    monkeypatch.setattr(progress, "rank", lambda: 1)
     assert bar_drawn("c.json") == ""
-    monkeypatch.setattr(progress, "_rank", lambda: 0)
+    monkeypatch.setattr(progress, "rank", lambda: 0)
     monkeypatch.setattr(verify, "PROGRESS_FROM", 7)  # fewer files than that: no bar
     assert bar_drawn("d.json") == ""
     monkeypatch.setattr(_Terminal, "isatty", lambda self: False)  # a log file or a pipe: no bar

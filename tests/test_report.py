@@ -321,3 +321,14 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path: Path, what: str, sa
     assert line.startswith("translearn: error: ") and says in line
     assert "Traceback" not in result.stdout + result.stderr
     assert not (tmp_path / "empty" / "report").exists() and not (tmp_path / "corrupt" / "report").exists()
+
+
+def test_surgical_and_lp_ft_runs_get_columns_of_their_own() -> None:
+    from translearn.report.table import strategy_label
+
+    names = ["stem", "layer1", "layer2", "layer3", "layer4"]
+    assert strategy_label({"strategy": "surgical", "stages": [4, 5], "stage_names": names}) == (
+        "surgical [4,5] layer3+layer4"
+    )
+    assert strategy_label({"strategy": "surgical", "stages": [2]}) == "surgical [2]"
+    assert strategy_label({"strategy": "lp_ft", "probe_epochs": 3}) == "lp_ft probe=3"

@@ -129,6 +129,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         metrics = {
             "dataset": cfg.dataset.name, "color": cfg.dataset.color, "gray_mode": cfg.dataset.gray_mode,
             "strategy": policy.name, "bn": policy.bn, "k": getattr(policy, "k", None),
+            "stages": getattr(policy, "stages", None), "probe_epochs": getattr(policy, "probe_epochs", None),
             "backbone": cfg.model.backbone, "library": model.net.library, "weights": str(cfg.model.weights),
             "weights_used": choice.label, "preprocessing": datamodule.preprocessing.as_dict(),
             "feature_cache": isinstance(data, features.CachedFeatures),

@@ -22,6 +22,7 @@ import yaml
 FROM_METRICS = ("backbone", "weights", "gray_mode", "image_size", "max_epochs")
 # Recipe keys only the config knows: short name -> dotted path in .hydra/config.yaml.
 FROM_CONFIG = {
+    "task": "dataset.task",  # the embedded data's tasks (target: a label shift, corrupted: an input shift)
     "image_size": "dataset.image_size",
     "max_epochs": "trainer.max_epochs",
     "lr": "model.optimizer.lr",

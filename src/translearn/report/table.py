@@ -36,7 +36,7 @@ ACC = "best_val_acc"  # the study's metric: best validation accuracy over the ep
 METRICS = {"micro": "best_val_acc", "macro": "best_val_acc_macro"}
 # Row dimensions besides dataset and colour; each is shown (in the setup column) only where it varies.
 ROW_EXTRAS = RECIPE_KEYS
-STRATEGY_ORDER = ("finetune", "freeze", "first_k", "gradual")
+STRATEGY_ORDER = ("finetune", "freeze", "first_k", "surgical", "gradual", "lp_ft", "auto_rgn")
 CSV_FIRST = (
     "dataset", "color", "gray_mode", "strategy", "bn", "k", "backbone", "weights", "seed", "epochs",
     "max_epochs", "best_epoch", "best_val_acc", "val_acc", "test_acc", "best_val_acc_macro", "val_acc_macro",
@@ -277,6 +277,12 @@ def strategy_label(run: dict[str, Any]) -> str:
     parts = [name]
     if name == "first_k" and run.get("k") is not None:
         parts.append(f"k={run['k']}")
+    stages, names = run.get("stages"), run.get("stage_names") or []
+    if name == "surgical" and isinstance(stages, list):  # "surgical [4,5] layer3+layer4"
+        shown = [names[s - 1] for s in stages if isinstance(s, int) and 0 < s <= len(names)]
+        parts.append(f"[{','.join(str(s) for s in stages)}]" + (f" {'+'.join(shown)}" if shown else ""))
+    if name == "lp_ft" and run.get("probe_epochs") is not None:
+        parts.append(f"probe={run['probe_epochs']}")
     if name != "finetune" and run.get("bn") == "train":  # finetune has no frozen BatchNorm to speak of
         parts.append("bn=train")
     return " ".join(parts)
@@ -286,7 +292,8 @@ def _column_order(run: dict[str, Any]) -> tuple[Any, ...]:
     name = str(run.get("strategy"))
     rank = STRATEGY_ORDER.index(name) if name in STRATEGY_ORDER else len(STRATEGY_ORDER)
     k = run.get("k")
-    return (rank, name, run.get("bn") == "train", k if isinstance(k, int | float) else -1)
+    stages = run.get("stages") if isinstance(run.get("stages"), list) else []
+    return (rank, name, run.get("bn") == "train", k if isinstance(k, int | float) else -1, stages)
 
 
 def recipe_of(run: dict[str, Any]) -> dict[str, Any]:
