@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
+@pytest.mark.bench
 @pytest.mark.slow
 def test_bench_runs_at_toy_size(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import bench
@@ -20,6 +21,7 @@ def test_bench_runs_at_toy_size(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert not (tmp_path / "RESULTS.md").exists()  # toy figures are never written as results
 
 
+@pytest.mark.bench
 @pytest.mark.slow
 def test_gpu_benchmark_runs_at_toy_size_on_a_cpu(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import gpu
