@@ -49,6 +49,7 @@ def test_cached_views_give_the_uncached_run_exactly(compose_cfg, tmp_path: Path)
     assert len(cache_folders(tmp_path / "c")) == 1
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_auto_caches_exactly_where_it_is_exact_and_says_so(compose_cfg, tmp_path: Path, caplog) -> None:
     cache = f"paths.cache_dir={tmp_path / 'c'}"
@@ -69,6 +70,7 @@ def test_auto_caches_exactly_where_it_is_exact_and_says_so(compose_cfg, tmp_path
         assert "feature cache off:" in caplog.text
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_first_k_caches_its_frozen_prefix_exactly(compose_cfg, tmp_path: Path, caplog) -> None:
     """k=2: the stem and layer1 run once per image; layer2..head train on their stored output as uncached."""
@@ -91,6 +93,7 @@ def test_first_k_caches_its_frozen_prefix_exactly(compose_cfg, tmp_path: Path, c
     assert meta["splits"]["train"]["shape"] == [150, 64, 8, 8]  # layer1's output at 32 px, stored per image
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_gradual_reads_features_until_its_first_unfreeze_then_images(
     compose_cfg, tmp_path: Path, caplog
@@ -152,6 +155,7 @@ def test_cache_true_where_it_is_not_exact_is_a_one_line_error(
     assert why in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_the_key_covers_the_transform_and_a_corrupt_cache_is_rebuilt(compose_cfg, tmp_path: Path) -> None:
     cache_dir = tmp_path / "c"
@@ -174,6 +178,7 @@ def test_the_key_covers_the_transform_and_a_corrupt_cache_is_rebuilt(compose_cfg
     assert meta["splits"]["train"]["shape"] == [150, 512]  # 150 target training images, ResNet18's 512
 
 
+@pytest.mark.heavy
 def test_float16_and_views_validation(compose_cfg, tmp_path: Path) -> None:
     cfg = compose_cfg("strategy=freeze", "strategy.cache_views=0", f"paths.cache_dir={tmp_path / 'c'}")
     with pytest.raises(UserError, match="cache_views must be >= 1"):

@@ -95,7 +95,9 @@ def _cases() -> list:
         for bn in modes:
             for policy in [*policies(), *(newer if bn == "frozen" else [])]:
                 policy.bn = bn
-                cases.append(pytest.param(family, policy, id=f"{_family_id(family)}-{policy.name}-bn={bn}"))
+                heavy = [pytest.mark.heavy] if family[2] > 64 else []  # ViT at 224 px: make test-all
+                case_id = f"{_family_id(family)}-{policy.name}-bn={bn}"
+                cases.append(pytest.param(family, policy, id=case_id, marks=heavy))
     return cases
 
 
