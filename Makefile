@@ -71,7 +71,7 @@ endif
 STUDY_SEEDS ?= 0,1,2
 STUDY := $(BIN)/python -m translearn.train -m experiment=study dataset.color=rgb,gray seed=$(STUDY_SEEDS)
 
-study: $(STAMP) ## the offline transfer study: scratch, freeze, first_k, finetune, gradual x rgb/gray x 3 seeds (~20 min on 2 cores)
+study: $(STAMP) ## the offline transfer study: scratch, freeze, first_k, finetune, gradual x rgb/gray x 3 seeds (48 cells)
 	$(STUDY) strategy=finetune,freeze,gradual hydra.sweep.dir=$(STUDY_DIR)/transfer $(ARGS)
 	$(STUDY) strategy=first_k strategy.k=1,2,3,4 hydra.sweep.dir=$(STUDY_DIR)/depth $(ARGS)
 	$(STUDY) strategy=finetune model.weights=none hydra.sweep.dir=$(STUDY_DIR)/scratch $(ARGS)
