@@ -6,7 +6,8 @@ Tracebacks are for bugs. Anything a user can fix by changing a value, a path or 
 
 from __future__ import annotations
 
-from typing import NoReturn
+import argparse
+from typing import Any, NoReturn
 
 EXIT_USER_ERROR = 2
 
@@ -22,3 +23,14 @@ def exit_with(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
 
     log.error(line)
     raise SystemExit(code)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse for translearn's commands: a bad command line is one error line with the usage, no dump."""
+
+    def __init__(self, *args: Any, usage_hint: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.usage_hint = usage_hint
+
+    def error(self, message: str) -> NoReturn:
+        exit_with(f"{message} (usage: {self.usage_hint})")

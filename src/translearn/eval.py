@@ -23,18 +23,17 @@ line, so ``dataset=imagefolder`` does not bring its own 224 px crop to a model t
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from translearn.errors import UserError, exit_with
+from translearn.errors import OneLineParser, UserError, exit_with
 from translearn.log import log
 from translearn.predict import Trained, load_trained, quiet_lightning
 from translearn.rundir import RunDir
@@ -286,15 +285,9 @@ def _note_partial_run(
     )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, like every translearn error
-        exit_with(
-            f"{message} (usage: python -m translearn.eval RUN_DIR [KEY=VALUE ...] [--split val|test|all])"
-        )
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = _Parser(
+    parser = OneLineParser(
+        usage_hint="python -m translearn.eval RUN_DIR [KEY=VALUE ...] [--split val|test|all]",
         prog="python -m translearn.eval",
         description="Evaluate a trained run's best checkpoint on its own split, or on another folder with "
         "the same classes: accuracy (micro), balanced accuracy (macro), top-5 (over 5 classes) and the "

@@ -26,17 +26,16 @@ Pitfalls:
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
-from translearn.errors import UserError, exit_with
+from translearn.errors import OneLineParser, UserError, exit_with
 from translearn.log import log
 from translearn.predict import Trained, load_trained
 from translearn.storage import write_json
@@ -230,15 +229,9 @@ def export(target: str | Path, fmt: str, out: str | Path | None = None) -> dict[
     return meta
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, like every translearn error
-        exit_with(
-            f"{message} (usage: python -m translearn.export RUN_DIR --format onnx|torchscript [--out PATH])"
-        )
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = _Parser(
+    parser = OneLineParser(
+        usage_hint="python -m translearn.export RUN_DIR --format onnx|torchscript [--out PATH]",
         prog="python -m translearn.export",
         description="Export a trained run's network (input N×C×crop×crop float32, output logits) to ONNX or "
         "TorchScript, with a JSON sidecar (<file>.json: class_names, preprocessing steps, colour mode, input "

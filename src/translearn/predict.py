@@ -23,11 +23,11 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 
-from translearn.errors import UserError, exit_with
+from translearn.errors import OneLineParser, UserError, exit_with
 from translearn.log import log
 from translearn.rundir import RunDir, peek
 from translearn.storage import write_atomic
@@ -195,16 +195,9 @@ def csv_text(rows: Sequence[tuple[str, torch.Tensor]], class_names: Sequence[str
     return out.getvalue()
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, like every translearn error
-        exit_with(
-            f"{message} (usage: python -m translearn.predict RUN_DIR_OR_CKPT INPUT... [--out CSV] "
-            "[--top-k N])"
-        )
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
+        usage_hint="python -m translearn.predict RUN_DIR_OR_CKPT INPUT... [--out CSV] [--top-k N]",
         prog="python -m translearn.predict",
         description="Predict the class of image files with a trained run, through the run's own eval "
         "preprocessing. Writes a CSV: path,label,prob (the most likely class and its probability), then "

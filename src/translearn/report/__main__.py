@@ -7,26 +7,18 @@ command, and writes nothing.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
-from typing import NoReturn
 
-from translearn.errors import UserError, exit_with
+from translearn.errors import OneLineParser, UserError, exit_with
 from translearn.report.table import METRICS, table_with_notes
 from translearn.report.write import PLOTS, write_report
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, like every translearn error
-        exit_with(
-            f"{message} (usage: python -m translearn.report DIR [DIR ...] [--out DIR] [--metric micro|macro] "
-            "[--plot NAME] [--confusion RUN_DIR])"
-        )
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line, write the report, and print the table and what was written."""
-    parser = _Parser(
+    parser = OneLineParser(
+        usage_hint="python -m translearn.report DIR [DIR ...] [--out DIR] [--metric micro|macro] "
+        "[--plot NAME] [--confusion RUN_DIR]",
         prog="python -m translearn.report",
         description="The results table and plots of translearn runs and sweeps.",
     )
