@@ -160,6 +160,22 @@ def test_first_k_points_carry_the_finetune_and_scratch_levels(tmp_path: Path) ->
     assert series["levels"]["scratch"].mean == pytest.approx(0.55)  # weights=none, same recipe otherwise
 
 
+def test_first_k_curve_takes_finetune_as_k0_and_freeze_as_every_stage(tmp_path: Path) -> None:
+    """make study sweeps k=1..4 and runs finetune and freeze apart: the curve still spans k=0..5."""
+    sweep = tmp_path / "study"
+    for k in (1, 2, 3, 4):
+        run(sweep, f"k{k}", strategy="first_k", k=k, best_val_acc=0.60 + 0.05 * k)
+    run(sweep, "ft", strategy="finetune", best_val_acc=0.50)
+    run(sweep, "fr", strategy="freeze", best_val_acc=0.70)
+    run(sweep, "fr_bn", strategy="freeze", bn="train", best_val_acc=0.99)  # a variant: not an end
+    [series] = report.first_k_series(report.summarize(report.load_runs(sweep)))
+    assert series["k"] == [0, 1, 2, 3, 4, 5]
+    assert series["strategy"] == ["finetune", "first_k", "first_k", "first_k", "first_k", "freeze"]
+    assert series["mean"] == pytest.approx([0.50, 0.65, 0.70, 0.75, 0.80, 0.70])
+    png = report.first_k_figure(report.summarize(report.load_runs(sweep)))
+    assert png.legends  # the legend is the figure's, so the constrained layout leaves room for it
+
+
 # --- recipes and seeds -------------------------------------------------------------------------------
 
 
@@ -340,6 +356,16 @@ def test_report_writes_first_k_curves_accuracy_and_confusion_pngs(tmp_path: Path
             assert_png(path)
     [note] = rep.notes
     assert note.startswith("curves.png: 1 of 16 runs have no csv/metrics.csv") and "cm" in note
+
+
+def test_the_curves_legend_names_every_strategy_of_every_panel(tmp_path: Path) -> None:
+    """The last panel (here scratch: finetune only) used to own the legend, so the others went unnamed."""
+    sweep = first_k_sweep(tmp_path)  # the scratch row sorts last
+    table = report.summarize(report.load_runs(sweep))
+    curves, _ = report.cell_curves(table)
+    [legend] = report.curves_figure(table, curves).legends
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "finetune" in labels and sum("first_k" in t for t in labels) == 6
 
 
 def test_a_sweep_without_k_writes_no_first_k_plot_by_default(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ Error bars are the std over distinct seeds, and none where a cell has one seed.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -179,13 +180,22 @@ def first_k_series(table: Table) -> list[dict[str, Any]]:
         for variant, cols in variants.items():
             cols.sort(key=lambda c: table.k_of[c])
             stages = next((row.stage_names[c] for c in cols if c in row.stage_names), None)
+            points = [(table.k_of[c], row.acc[c], "first_k") for c in cols]
+            if not variant:  # finetune is k=0 and freeze is k=every stage: the curve's two ends
+                ends = [(0, "finetune")] + ([(len(stages), "freeze")] if stages else [])
+                for k, name in ends:
+                    stat = row.acc.get(name)
+                    if k not in {p[0] for p in points} and stat is not None and stat.mean is not None:
+                        points.append((k, stat, name))
+                points.sort(key=lambda p: p[0])
             series.append(
                 {
                     "label": " ".join(p for p in (row.label(table.key_names), variant) if p),
-                    "k": [table.k_of[c] for c in cols],
-                    "mean": [row.acc[c].mean for c in cols],
-                    "std": [row.acc[c].std for c in cols],
-                    "n": [row.acc[c].n for c in cols],
+                    "k": [k for k, _, _ in points],
+                    "mean": [stat.mean for _, stat, _ in points],
+                    "std": [stat.std for _, stat, _ in points],
+                    "n": [stat.n for _, stat, _ in points],
+                    "strategy": [name for _, _, name in points],
                     "stage_names": stages,
                     "levels": _levels(table, row),
                 }
@@ -216,7 +226,10 @@ def first_k_figure(table: Table) -> Figure:
         ):
             level = s["levels"].get(name)
             if level is not None:
-                label = f"{s['label']}: {says} {level.text()}"
+                where = s["label"]
+                if name == "scratch":  # the level of the weights=none row, not this row's weights
+                    where = re.sub(r"weights=\S+", "weights=none", where)
+                label = f"{where}: {says} {level.text()}"
                 ax.axhline(level.mean, color=color, linestyle=style, linewidth=1.2, alpha=0.8, label=label)
     ks = sorted({k for s in series for k in s["k"]})
     stages = next((s["stage_names"] for s in series if s["stage_names"]), None)
@@ -224,7 +237,8 @@ def first_k_figure(table: Table) -> Figure:
     def tick(k: int) -> str:
         if not stages:
             return str(k)
-        return f"{k}\n{'none' if k == 0 else stages[min(k, len(stages)) - 1]}"
+        ends = {0: "none\n(finetune)", len(stages): f"{stages[-1]}\n(freeze)"}
+        return f"{k}\n{ends.get(k) or stages[min(k, len(stages)) - 1]}"
 
     ax.set_xticks(ks, [tick(k) for k in ks])
     ax.set_xlabel(
@@ -233,8 +247,10 @@ def first_k_figure(table: Table) -> Figure:
     ax.set_ylabel(table.metric)
     ax.set_title("Layer-wise transfer: accuracy vs frozen stages")
     ax.grid(alpha=0.3)
-    # below the axes: the labels are long (dataset, colour, recipe, level) and the curve needs the width
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize="small", frameon=False, ncol=2)
+    # Below the axes, in one column: the labels are long (dataset, colour, recipe, level) and the curve
+    # needs the width. "outside" makes the constrained layout leave room: a legend anchored below the
+    # axes in two columns was cut at both edges.
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize="small", frameon=False)
     return fig
 
 
@@ -287,7 +303,12 @@ def curves_figure(table: Table, curves: dict[tuple[int, str], list[Curve]]) -> F
         ax.set_ylabel("val/acc")
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    _legend(axes[-1])
+    # One legend for every panel: the last panel alone may hold one strategy (scratch is finetune only).
+    seen: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    fig.legend(list(seen.values()), list(seen), loc="outside right upper", fontsize="small", frameon=False)
     fig.suptitle("Validation accuracy by epoch (mean over runs, band: ± std)")
     return fig
 
