@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from omegaconf import OmegaConf
 
 from helpers import assert_user_error
 from translearn.advise import answer, plan
@@ -287,6 +288,11 @@ def test_rung_zero_trains_every_candidate_once_and_later_rungs_only_the_top_thir
     assert sorted(c.candidate.key for c in one) == sorted(top * 2)
     assert {c.metrics["epochs"] for c in one} == {2} and {c.metrics["seed"] for c in one} == {0, 1}
     assert "schedule is complete" in toy["state"]["stopped"]
+    # like for like: a cached candidate would store one random crop per epoch, never the eval transform
+    for cells, epochs in ((zero, 1), (one, 2)):
+        for cell in cells:
+            config = OmegaConf.load(Path(cell.metrics["run_dir"]) / ".hydra" / "config.yaml")
+            assert config.strategy.cache_views == epochs and cell.metrics["train_inputs"] == "random crops"
 
 
 @pytest.mark.slow
@@ -298,6 +304,7 @@ def test_the_recommendation_names_a_ranked_candidate_and_its_command_composes(to
     cfg = compose_config(rec["overrides"])
     assert cfg.strategy._target_.endswith(("Freeze", "FirstK")) and cfg.trainer.max_epochs == 2
     assert rec["command"].startswith("python -m translearn.train debug=tiny model.backbone=squeezenet1_1 ")
+    assert rec["command"].endswith(" trainer.max_epochs=2 strategy.cache_views=2")
     assert rec["command"].endswith(f"{' '.join(rec['overrides'][2:])}")
     noise = "within the noise" if rec["within_noise"] else "beyond the noise"
     md = (toy["folder"] / "advice.md").read_text()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from translearn.errors import UserError
+from translearn.features import CachedFeatures, PhasedFeatures, training_inputs
 from translearn.train import run
 
 
@@ -40,6 +42,7 @@ def test_cached_views_give_the_uncached_run_exactly(compose_cfg, tmp_path: Path)
     plain = run(compose_cfg(*common, "strategy.cache_features=false", run_dir=tmp_path / "plain"))
     cached = run(compose_cfg(*common, "strategy.cache_features=true", run_dir=tmp_path / "cached"))
     assert cached["feature_cache"] is True and plain["feature_cache"] is False
+    assert cached["train_inputs"] == plain["train_inputs"] == "random crops"
     a, b = head_of(tmp_path / "plain"), head_of(tmp_path / "cached")
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-5), key
@@ -81,6 +84,7 @@ def test_first_k_caches_its_frozen_prefix_exactly(compose_cfg, tmp_path: Path, c
     plain = run(compose_cfg(*common, "strategy.cache_features=false", run_dir=tmp_path / "plain"))
     cached = run(compose_cfg(*common, run_dir=tmp_path / "cached"))
     assert cached["feature_cache"] is True and plain["feature_cache"] is False
+    assert cached["train_inputs"] == plain["train_inputs"] == "random crops"
     assert "feature cache on: the output of layer1 stored once" in caplog.text
     a, b = (
         torch.load(d / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
@@ -106,6 +110,7 @@ def test_gradual_reads_features_until_its_first_unfreeze_then_images(
     plain = run(compose_cfg(*common, "strategy.cache_features=false", run_dir=tmp_path / "plain"))
     cached = run(compose_cfg(*common, run_dir=tmp_path / "cached"))  # auto: two head-only epochs pay
     assert cached["feature_cache"] is True and plain["feature_cache"] is False
+    assert cached["train_inputs"] == plain["train_inputs"] == "random crops"
     assert "feature cache on for epochs 0-1, before the first unfreeze (images after)" in caplog.text
     a, b = (
         torch.load(d / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
@@ -192,3 +197,19 @@ def test_float16_and_views_validation(compose_cfg, tmp_path: Path) -> None:
         )
     )
     assert metrics["feature_cache"] is True
+
+
+def test_metrics_name_what_the_trained_layers_saw_of_the_training_images() -> None:
+    """The report warns when strategies trained on different inputs; this is what it reads."""
+
+    def cached(cls: type, views: int) -> Any:
+        data = cls.__new__(cls)
+        data.__dict__["views"] = views
+        return data
+
+    assert training_inputs(object(), 10) == "random crops"  # the images themselves
+    assert training_inputs(cached(CachedFeatures, 1), 10) == "eval transform"
+    assert training_inputs(cached(CachedFeatures, 1), 1) == "eval transform"  # epoch 0 would be a crop
+    assert training_inputs(cached(CachedFeatures, 4), 10) == "4 cached views"  # views repeat
+    assert training_inputs(cached(CachedFeatures, 10), 10) == "random crops"  # the uncached run's crops
+    assert training_inputs(cached(PhasedFeatures, 1), 10) == "eval transform before the first unfreeze"

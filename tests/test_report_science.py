@@ -176,6 +176,21 @@ def test_first_k_curve_takes_finetune_as_k0_and_freeze_as_every_stage(tmp_path: 
     assert png.legends  # the legend is the figure's, so the constrained layout leaves room for it
 
 
+def test_strategies_trained_on_different_inputs_are_flagged(tmp_path: Path) -> None:
+    """The feature cache's default trains freeze on the eval transform while finetune trains on crops."""
+    run(tmp_path, "ft", strategy="finetune", train_inputs="random crops")
+    run(tmp_path, "fr", strategy="freeze", train_inputs="eval transform")
+    run(tmp_path, "old", strategy="gradual")  # before train_inputs: not counted
+    [warning] = [w for w in report.summarize(report.load_runs(tmp_path)).warnings if "inputs" in w]
+    assert "eval transform: freeze; random crops: finetune" in warning and "cache_views" in warning
+
+
+def test_strategies_trained_on_the_same_inputs_are_not_flagged(tmp_path: Path) -> None:
+    run(tmp_path, "ft", strategy="finetune", train_inputs="random crops")
+    run(tmp_path, "fr", strategy="freeze", train_inputs="random crops")
+    assert not [w for w in report.summarize(report.load_runs(tmp_path)).warnings if "inputs" in w]
+
+
 # --- recipes and seeds -------------------------------------------------------------------------------
 
 

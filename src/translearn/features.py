@@ -376,6 +376,20 @@ class CachedFeatures(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
 
+def training_inputs(data: Any, epochs: int) -> str:
+    """What the trained layers saw of the training images, for metrics.json and the report's caveats.
+
+    ``random crops`` (the images, augmented; also V >= epochs cached views, which are those very crops),
+    ``eval transform`` (one cached view: no augmentation), or ``V cached views`` (fewer than the epochs,
+    so views repeat). Strategies compared on different inputs are not compared like for like: a study
+    found the same first_k cell 8 points apart with and without augmentation.
+    """
+    if not isinstance(data, CachedFeatures) or (data.views > 1 and epochs <= data.views):
+        return "random crops"
+    seen = "eval transform" if data.views == 1 else f"{data.views} cached views"
+    return f"{seen} before the first unfreeze" if isinstance(data, PhasedFeatures) else seen
+
+
 class PhasedLoader:
     """Stored-feature batches for epochs before ``until``, image batches from then on (gradual).
 

@@ -134,6 +134,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "weights_used": choice.label, "preprocessing": datamodule.preprocessing.as_dict(),
             "feature_cache": isinstance(data, features.CachedFeatures),
             "cache_seconds": round(cache_seconds, 2),
+            "train_inputs": features.training_inputs(data, trainer.max_epochs or epochs),
             "seed": cfg.seed,
             "image_size": datamodule.image_size, "epochs": epochs, "max_epochs": trainer.max_epochs,
             "best_val_acc": float(best_score) if best_score is not None else fitted.get("val/acc_best"),

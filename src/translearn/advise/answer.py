@@ -233,7 +233,11 @@ def baseline(ranked: Sequence[Entry], chosen: Entry) -> Entry | None:
 def final_command(user_overrides: Sequence[str], chosen: Candidate, epochs: int) -> list[str]:
     """The train command line (after ``python -m translearn.train``) for the final model."""
     kept = [o for o in user_overrides if o.split("=", 1)[0].lstrip("+~") != "trainer.max_epochs"]
-    return [*kept, *chosen.overrides(epochs), f"trainer.max_epochs={epochs}"]
+    # The search trained feature-cached candidates on one stored random crop per epoch: so does the final run.
+    views = (
+        [] if any(o.startswith("strategy.cache_views=") for o in kept) else [f"strategy.cache_views={epochs}"]
+    )
+    return [*kept, *chosen.overrides(epochs), f"trainer.max_epochs={epochs}", *views]
 
 
 def recommendation(

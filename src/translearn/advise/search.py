@@ -361,13 +361,20 @@ class Search:
         base = int(self.settings["seed"])
         seeds = ",".join(str(base + s) for s in range(rung.seeds))
         commands = commands_for(members, rung.epochs)
+        # Like for like: a feature-cached candidate stores the very random crops the others train on (one
+        # view per epoch), not the eval transform, unless the user chose the views.
+        views = (
+            []
+            if any(o.startswith("strategy.cache_views=") for o in self.request.user_overrides)
+            else [f"strategy.cache_views={rung.epochs}"]
+        )
         wall, ran = 0.0, 0
         for family, overrides in commands:
             n = sum(c.family == family for c in members) * rung.seeds
             took = run_sweep(
                 self.request,
                 self.folder / f"rung{rung.index}" / family,
-                [*overrides, f"trainer.max_epochs={rung.epochs}", f"seed={seeds}"],
+                [*overrides, f"trainer.max_epochs={rung.epochs}", f"seed={seeds}", *views],
                 n,
                 f"rung {rung.index}: {family} × {rung.seeds} seed(s) × {rung.epochs} epoch(s)",
             )

@@ -7,6 +7,8 @@
 - **Selected and reported on one split.** best_val_acc is the maximum over epochs of the validation
   accuracy, so it is chosen on the very numbers it reports: optimistic, the more so the more epochs and
   the smaller the split. A run with a test split reports test_acc of the checkpoint chosen on val.
+- **Different inputs.** Strategies that read cached eval-transform features trained without augmentation;
+  beside strategies that trained on random crops, the table compares augmentation as well as freezing.
 """
 
 from __future__ import annotations
@@ -55,6 +57,27 @@ def same_split(runs: Sequence[dict[str, Any]], metric: str) -> str | None:
     )
 
 
+def mixed_inputs(runs: Sequence[dict[str, Any]]) -> str | None:
+    """A warning when strategies trained on different inputs: augmented crops beside cached eval views.
+
+    The feature cache's default (``strategy.cache_views=1``) trains a frozen prefix's strategies on the eval
+    transform, while finetune trains on random crops: a table of both compares augmentation as well as
+    freezing. Runs without ``train_inputs`` (older ones) say nothing and are not counted.
+    """
+    by_inputs: dict[str, set[str]] = {}
+    for run in runs:
+        if run.get("train_inputs"):
+            by_inputs.setdefault(str(run["train_inputs"]), set()).add(str(run.get("strategy")))
+    if len(by_inputs) < 2:
+        return None
+    seen = "; ".join(f"{inputs}: {', '.join(sorted(names))}" for inputs, names in sorted(by_inputs.items()))
+    return (
+        f"the strategies trained on different inputs ({seen}), so the table compares augmentation as well "
+        "as frozen layers; for like with like set strategy.cache_views to trainer.max_epochs (the cache "
+        "stores the very crops) or strategy.cache_features=false"
+    )
+
+
 def caveats(runs: Sequence[dict[str, Any]], metric: str) -> list[str]:
     """Every caveat that applies to these runs."""
-    return [w for w in (still_improving(runs), same_split(runs, metric)) if w]
+    return [w for w in (still_improving(runs), same_split(runs, metric), mixed_inputs(runs)) if w]
