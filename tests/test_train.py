@@ -200,3 +200,24 @@ def test_macro_accuracy_and_confusion_matrices_come_from_the_best_checkpoint(
     assert test.trace() / test.sum() == pytest.approx(metrics["test_acc"], abs=1e-6)
     assert test.diag().div(test.sum(dim=1)).mean() == pytest.approx(metrics["test_acc_macro"], abs=1e-6)
     assert metrics["val_acc_macro"] is not None
+
+
+@pytest.mark.slow
+def test_the_step_loss_reaches_the_log_on_lightnings_steps_and_epoch_values_once(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """Epoch values are logged once at the epoch's end; the step loss only on the steps a logger writes."""
+    import csv
+
+    run(compose_cfg("trainer.limit_train_batches=4", "trainer.log_every_n_steps=2"))
+    with open(tmp_path / "run" / "csv" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+
+    def steps(key: str) -> list[int]:
+        return [int(r["step"]) for r in rows if r.get(key)]
+
+    assert steps("train/loss_step") == [1, 3]  # (step + 1) % log_every_n_steps == 0, as Lightning writes
+    assert len(steps("train/loss_epoch")) == len(steps("train/acc")) == 1
+    assert len(steps("val/acc")) == len(steps("val/loss")) == 1 and len(steps("test/acc")) == 1
+    [epoch] = [r for r in rows if r.get("train/acc")]
+    assert 0.0 <= float(epoch["train/acc"]) <= 1.0 and float(epoch["train/loss_epoch"]) > 0
