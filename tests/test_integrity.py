@@ -115,6 +115,26 @@ def test_resuming_a_finished_run_changes_nothing(compose_cfg, tmp_path: Path, ca
 
 
 @pytest.mark.slow
+def test_a_finished_run_that_lost_its_metrics_json_resumes_to_the_same_results(
+    compose_cfg, tmp_path: Path
+) -> None:
+    """last.ckpt at max_epochs, no metrics.json: the resumed fit trains nothing, then tests and writes.
+
+    Lightning's CSV writer knew only the test keys then and failed rewriting the earlier rows ("dict
+    contains fields not in fieldnames"); the history merge now tells it the file's keys.
+    """
+    out = tmp_path / "done"
+    first = run(compose_cfg("strategy=freeze", run_dir=out))
+    (out / "metrics.json").unlink()
+    again = run(compose_cfg("strategy=freeze", "ckpt_path=last", run_dir=out))
+    assert again["best_val_acc"] == first["best_val_acc"] and again["test_acc"] == first["test_acc"]
+    with open(out / "csv" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows if r.get("val/acc")] == ["0"]  # the earlier epoch, once
+    assert [r for r in rows if r.get("test/acc")]
+
+
+@pytest.mark.slow
 def test_resume_with_loader_workers_is_exact_and_keeps_time_and_logs(compose_cfg, tmp_path: Path) -> None:
     """num_workers=2 (persistent): the resumed run equals the uninterrupted one, bit for bit."""
     common = [

@@ -270,8 +270,8 @@ class CsvHistory:
     every epoch once: the earlier run's up to the resume epoch, the resumed run's from there.
     """
 
-    def __init__(self, file: Path, rows: list[dict[str, str]], epoch: int):
-        self.file, self.rows, self.epoch = file, rows, epoch
+    def __init__(self, file: Path, rows: list[dict[str, str]], epoch: int, logger: Any = None):
+        self.file, self.rows, self.epoch, self.logger = file, rows, epoch, logger
 
     @classmethod
     def before_resume(cls, loggers: list[Any], resumed_from: Path | None) -> CsvHistory | None:
@@ -286,19 +286,26 @@ class CsvHistory:
         epoch = int((peek(resumed_from)[0] or {}).get("epoch", 0)) + 1
         with open(file, newline="") as f:
             rows = [r for r in csv.DictReader(f) if _epoch(r) is not None and _epoch(r) < epoch]
-        return cls(file, rows, epoch)
+        return cls(file, rows, epoch, csv_logger)
 
     def merge(self) -> None:
         after: list[dict[str, str]] = []
         if self.file.is_file():
             with open(self.file, newline="") as f:
                 after = [r for r in csv.DictReader(f) if _epoch(r) is None or _epoch(r) >= self.epoch]
-        keys = list(dict.fromkeys(k for row in [*self.rows, *after] for k in row))
+        # Lightning's writer appends later rows (the test metrics) under its own sorted list of the keys
+        # it has seen, and rewrites the file when a key is new: the file's header must be that same list,
+        # and the list must know the earlier run's keys (a resumed fit that trained nothing logged none).
+        experiment = getattr(self.logger, "experiment", None)
+        seen = list(getattr(experiment, "metrics_keys", []))
+        keys = sorted({k for row in [*self.rows, *after] for k in row} | set(seen))
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=keys, lineterminator="\n")
         writer.writeheader()
         writer.writerows([*self.rows, *after])
         write_atomic(self.file, text.getvalue())
+        if experiment is not None and hasattr(experiment, "metrics_keys"):
+            experiment.metrics_keys = keys
 
 
 def _epoch(row: dict[str, str]) -> int | None:
