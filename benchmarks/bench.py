@@ -240,13 +240,16 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
                 data, work / f"cache-{mode}-{size}", size, cache_epochs, args.batch_size, "freeze", limit,
                 (f"strategy.cache_features={mode}",), task,
             )  # fmt: skip
-            runs[mode] = (m["cache_seconds"] + m["train_seconds"] + m["test_seconds"], m["best_val_acc"])
+            # Every backbone pass the passes ratio below counts: the build, training, validation and test.
+            seconds = m["cache_seconds"] + m["train_seconds"] + (m["val_seconds"] or 0.0) + m["test_seconds"]
+            runs[mode] = (seconds, m["best_val_acc"])
             seconds, acc = runs[mode]
             print(
                 f"bench: freeze {size} px cache={mode}: {seconds:.1f} s, best val acc {acc:.3f}", flush=True
             )
         (slow, slow_acc), (fast, fast_acc) = runs["false"], runs["true"]
-        # The most a cache can give: backbone passes uncached (train + val every epoch, test once) ÷ cached.
+        # Backbone passes uncached (train + val every epoch, test once) ÷ cached: the speed-up if only
+        # the backbone cost time (decoding and augmentation are cached away too, so it can be exceeded).
         sizes = m["split_sizes"]
         train, val, test = sizes.get("train", 0), sizes.get("val", 0), sizes.get("test", 0)
         limit_ratio = (cache_epochs * (train + val) + test) / (train + val + test)
@@ -271,10 +274,12 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
         *[f"| {s} | {a:.1f} | {b:.1f} | {r:.3f}× |" for s, a, b, r in rows],
         "",
         f"Frozen-feature cache: `strategy=freeze` ({cache_epochs} epochs, bn=frozen, fresh cache), wall "
-        "seconds of cache build + fit + test, uncached ÷ cached, `cache_views=1`. The limit is backbone "
-        "passes uncached (train and val each epoch, test once) ÷ cached (each image once).",
+        "seconds of cache build + training + validation + test (checkpoint writes excluded), uncached ÷ "
+        "cached, `cache_views=1`. `passes` is backbone passes uncached (train and val each epoch, test "
+        "once) ÷ cached (each image once): the speed-up if only the backbone cost time. Decoding and "
+        "augmenting are cached away too, so the speed-up can exceed it.",
         "",
-        "| crop | data | uncached s | cached s | speed-up | limit | best val acc uncached | cached |",
+        "| crop | data | uncached s | cached s | speed-up | passes | best val acc uncached | cached |",
         "|--:|---|--:|--:|--:|--:|--:|--:|",
         *[
             f"| {size} px | shapes {task} | {a:.1f} | {b:.1f} | {r:.1f}× | {lim:.1f}× | {x:.3f} | {y:.3f} |"
