@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from translearn.advise.candidates import Candidate
+from translearn.advise.candidates import Candidate, crop_views
 from translearn.advise.search import Cell
 from translearn.report.stats import SPREAD_FACTOR, Stat, compare
 from translearn.report.table import grid
@@ -233,11 +233,8 @@ def baseline(ranked: Sequence[Entry], chosen: Entry) -> Entry | None:
 def final_command(user_overrides: Sequence[str], chosen: Candidate, epochs: int) -> list[str]:
     """The train command line (after ``python -m translearn.train``) for the final model."""
     kept = [o for o in user_overrides if o.split("=", 1)[0].lstrip("+~") != "trainer.max_epochs"]
-    # The search trained feature-cached candidates on one stored random crop per epoch: so does the final run.
-    views = (
-        [] if any(o.startswith("strategy.cache_views=") for o in kept) else [f"strategy.cache_views={epochs}"]
-    )
-    return [*kept, *chosen.overrides(epochs), f"trainer.max_epochs={epochs}", *views]
+    # The search trained cached candidates on one stored random crop per epoch: so does the final run.
+    return [*kept, *chosen.overrides(epochs), f"trainer.max_epochs={epochs}", *crop_views(kept, epochs)]
 
 
 def recommendation(

@@ -146,3 +146,11 @@ def commands_for(candidates: Sequence[Candidate], epochs: int) -> list[tuple[str
             overrides = members[0].overrides(epochs)
         out.append((family, overrides))
     return out
+
+
+def crop_views(user_overrides: Sequence[str], epochs: int) -> list[str]:
+    """Like for like: a feature-cached candidate stores one random crop per epoch, the very crops the
+    uncached candidates train on (not the eval transform), unless the user chose the views."""
+    if any(o.lstrip("+~").startswith("strategy.cache_views=") for o in user_overrides):
+        return []
+    return [f"strategy.cache_views={epochs}"]

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from translearn.advise.candidates import Candidate, commands_for
+from translearn.advise.candidates import Candidate, commands_for, crop_views
 from translearn.advise.plan import Costs, Rung, calibrate, first_epochs, fit, next_rung
 from translearn.advise.probe import GradientProbe, measure_gradients
 from translearn.errors import UserError
@@ -361,13 +361,7 @@ class Search:
         base = int(self.settings["seed"])
         seeds = ",".join(str(base + s) for s in range(rung.seeds))
         commands = commands_for(members, rung.epochs)
-        # Like for like: a feature-cached candidate stores the very random crops the others train on (one
-        # view per epoch), not the eval transform, unless the user chose the views.
-        views = (
-            []
-            if any(o.startswith("strategy.cache_views=") for o in self.request.user_overrides)
-            else [f"strategy.cache_views={rung.epochs}"]
-        )
+        views = crop_views(self.request.user_overrides, rung.epochs)
         wall, ran = 0.0, 0
         for family, overrides in commands:
             n = sum(c.family == family for c in members) * rung.seeds
