@@ -202,9 +202,9 @@ def test_float16_and_views_validation(compose_cfg, tmp_path: Path) -> None:
 def test_metrics_name_what_the_trained_layers_saw_of_the_training_images() -> None:
     """The report warns when strategies trained on different inputs; this is what it reads."""
 
-    def cached(cls: type, views: int) -> Any:
+    def cached(cls: type, views: int, until: float = float("inf")) -> Any:
         data = cls.__new__(cls)
-        data.__dict__["views"] = views
+        data.__dict__.update(views=views, until=until)
         return data
 
     assert training_inputs(object(), 10) == "random crops"  # the images themselves
@@ -212,4 +212,7 @@ def test_metrics_name_what_the_trained_layers_saw_of_the_training_images() -> No
     assert training_inputs(cached(CachedFeatures, 1), 1) == "eval transform"  # epoch 0 would be a crop
     assert training_inputs(cached(CachedFeatures, 4), 10) == "4 cached views"  # views repeat
     assert training_inputs(cached(CachedFeatures, 10), 10) == "random crops"  # the uncached run's crops
-    assert training_inputs(cached(PhasedFeatures, 1), 10) == "eval transform before the first unfreeze"
+    assert training_inputs(cached(PhasedFeatures, 1, 4), 10) == "eval transform before the first unfreeze"
+    # gradual reads the cache only before its first unfreeze: 2 views cover 2 head-only epochs exactly
+    assert training_inputs(cached(PhasedFeatures, 2, 2), 3) == "random crops"
+    assert training_inputs(cached(PhasedFeatures, 2, 4), 10) == "2 cached views before the first unfreeze"
