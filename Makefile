@@ -28,10 +28,10 @@ venv: $(STAMP) ## build .venv (python3 -m venv + pip install -e '.[dev]')
 train: $(STAMP) ## run the embedded offline default (pass overrides as ARGS="strategy=freeze ...")
 	$(BIN)/python -m translearn.train $(ARGS)
 
-test: $(STAMP) ## the suite but the bench and heavy cases, 2 workers (~11 min on 2 cores; budget 15 with the venv)
-	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load --durations=15 -m "not bench and not heavy" $(ARGS)
+test: $(STAMP) ## the suite but the heavy cases, 2 workers (~11 min on 2 cores; budget 15 with the venv)
+	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load --durations=15 -m "not heavy" $(ARGS)
 
-test-all: $(STAMP) ## every test: make test plus the benchmark scripts at toy size and the heavy cases
+test-all: $(STAMP) ## every test: make test plus the heavy cases
 	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load --durations=15 $(ARGS)
 
 test-fast: $(STAMP) ## the suite without the slow and subprocess tests (~2 min)

@@ -18,6 +18,7 @@ def test_bench_runs_at_toy_size(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert bench.main(["--toy", "--out", str(tmp_path / "RESULTS.md")]) == 0
     out = capsys.readouterr().out
     assert "| finetune |" in out and "| freeze |" in out and "translearn ÷ plain" in out
+    assert "bare Lightning ÷ plain" in out and "speed-up computing" in out
     assert not (tmp_path / "RESULTS.md").exists()  # toy figures are never written as results
 
 
