@@ -31,13 +31,15 @@ def cache_folders(cache_dir: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_cached_views_give_the_uncached_run_exactly(compose_cfg, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [32, 112])  # 112 px and up: the cache is built in channels-last
+def test_cached_views_give_the_uncached_run_exactly(compose_cfg, tmp_path: Path, size: int) -> None:
     """With one stored view per epoch the cached run sees the uncached run's crops, batches and order."""
     common = [
         "strategy=freeze",
         "trainer.max_epochs=2",
         "strategy.cache_views=2",
         f"paths.cache_dir={tmp_path / 'c'}",
+        f"dataset.image_size={size}",
     ]
     plain = run(compose_cfg(*common, "strategy.cache_features=false", run_dir=tmp_path / "plain"))
     cached = run(compose_cfg(*common, "strategy.cache_features=true", run_dir=tmp_path / "cached"))
@@ -50,6 +52,9 @@ def test_cached_views_give_the_uncached_run_exactly(compose_cfg, tmp_path: Path)
         plain["test_acc"]
     )
     assert len(cache_folders(tmp_path / "c")) == 1
+    # The build's layout is not left behind: the checkpoint's frozen convolutions are in the usual layout.
+    state = torch.load(tmp_path / "cached/checkpoints/last.ckpt", map_location="cpu", weights_only=True)
+    assert state["state_dict"]["net.model.conv1.weight"].is_contiguous()
 
 
 @pytest.mark.heavy

@@ -163,12 +163,13 @@ def _passthrough(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
 def _frozen_outputs(
     net: Any, k: int, loader: DataLoader, device: torch.device
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(cached tensor, model output) per batch, with the whole net in eval mode (and channels-last)."""
+    """(cached tensor, model output) per batch, with the whole net in eval mode, in the net's layout."""
     recorder = _Recorder(net, k)
+    layout = torch.channels_last if _is_channels_last(net) else torch.contiguous_format
     try:
         for x, _ in loader:
             x = x.to(device, non_blocking=True)
-            logits = net(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
+            logits = net(x.contiguous(memory_format=layout) if x.dim() == 4 else x)
             yield recorder.value, logits
     finally:
         recorder.close()
@@ -242,9 +243,11 @@ def build_cache(
 
     def build(partial: Path) -> None:
         was_training, was_channels_last = net.training, _is_channels_last(net)
-        # Inference in channels-last (NHWC): 1.4-1.5x faster for ResNet18 at 224 px on a CPU (oneDNN) and
-        # no slower at 64 px (issue 8's measurements); equal to the default layout up to float rounding.
-        net.eval().to(device, memory_format=torch.channels_last)
+        # Inference in channels-last (NHWC) from 112 px up: ResNet18 on a CPU (oneDNN) ran 1.15x faster at
+        # 112-160 px and 1.4x at 224 px, but 10% slower at 64 px (issue 8's measurements). Equal to the
+        # default layout up to float rounding.
+        fast = torch.channels_last if datamodule.preprocessing.crop >= 112 else torch.contiguous_format
+        net.eval().to(device, memory_format=torch.channels_last if was_channels_last else fast)
         try:
             meta: dict[str, Any] = {"key": key, "views": views, "dtype": dtype, "splits": {}}
             for split, dataset in datamodule.datasets.items():
