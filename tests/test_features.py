@@ -221,3 +221,29 @@ def test_metrics_name_what_the_trained_layers_saw_of_the_training_images() -> No
     # gradual reads the cache only before its first unfreeze: 2 views cover 2 head-only epochs exactly
     assert training_inputs(cached(PhasedFeatures, 2, 2), 3) == "random crops"
     assert training_inputs(cached(PhasedFeatures, 2, 4), 10) == "2 cached views before the first unfreeze"
+
+
+def test_the_build_stops_each_pass_at_the_cut_after_checking_it_on_the_first_batch() -> None:
+    """first_k k=1: after the first (whole, checked) pass, nothing above the stem runs for the cache."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from translearn.backbones import build_backbone
+    from translearn.features import _check_replay, _frozen_outputs
+
+    torch.manual_seed(0)
+    net = build_backbone("resnet18", 3, "none").eval()
+    images = torch.randn(12, 3, 32, 32)
+    loader = DataLoader(TensorDataset(images, torch.zeros(12)), batch_size=4)
+    ran = []
+    net.model.layer4.register_forward_hook(lambda *_: ran.append(1))
+    out = list(_frozen_outputs(net, 1, loader, torch.device("cpu")))
+    assert [logits is not None for _, logits in out] == [True, False, False]
+    assert len(ran) == 1  # layer4 ran for the first batch only
+    stem_end = net.model.get_submodule(net.stages[0].modules[-1])
+    whole = []
+    stem_end.register_forward_hook(lambda _m, _a, output: whole.append(output.clone()))
+    with torch.no_grad():
+        net(images)  # the stem's output in one uncut pass (a copy: an in-place ReLU follows it)
+    assert torch.equal(torch.cat([feats for feats, _ in out]), whole[-1])
+    assert torch.allclose(out[0][1], net(images[:4]), atol=1e-6)
+    _check_replay(net, 1, *out[0])  # the rest of the net, run from the stored stem output, agrees

@@ -52,7 +52,7 @@ from translearn.data.base import SPLITS, ImageDataModule, ImageFileDataset
 from translearn.errors import UserError
 from translearn.storage import build_once
 
-VERSION = 1
+VERSION = 2  # 2: stored tensors are what the stage returned, before any later in-place op
 MODES = ("auto", "true", "false")
 
 
@@ -116,24 +116,43 @@ def _in_frozen_stage(net: Any, name: str) -> bool:
 
 
 class _Recorder:
-    """Records the cached tensor during a forward pass: the head's input, or the k-th stage's output."""
+    """Records the cached tensor during a forward pass: the head's input, or the k-th stage's output.
+
+    With ``cut`` set, it ends the forward pass right there (by raising :class:`_Cut`): the layers above
+    the cut do not run for nothing. ``first_k`` k=1 at 224 px then builds its cache in a tenth of a full
+    pass. ``calls`` counts how often the recorded module ran in one pass; only once is a clean cut.
+    """
 
     def __init__(self, net: Any, k: int):
         self.value: torch.Tensor | None = None
+        self.cut, self.calls = False, 0
         if k == net.num_stages:
             self.handle = net.head.register_forward_pre_hook(self._input)
         else:
             last = net.model.get_submodule(net.stages[k - 1].modules[-1])
             self.handle = last.register_forward_hook(self._output)
 
+    def _record(self, value: torch.Tensor) -> None:
+        self.calls += 1
+        if self.cut:
+            self.value = value
+            raise _Cut
+        # A copy: the rest of a whole pass may change the tensor in place (ResNet's stem ends at bn1, and
+        # an in-place ReLU follows), and the store holds what the stage returned, as a cut pass does.
+        self.value = value.clone()
+
     def _input(self, _module: nn.Module, args: tuple) -> None:
-        self.value = args[0]
+        self._record(args[0])
 
     def _output(self, _module: nn.Module, _args: tuple, output: torch.Tensor) -> None:
-        self.value = output
+        self._record(output)
 
     def close(self) -> None:
         self.handle.remove()
+
+
+class _Cut(Exception):
+    """Raised by the recorder to end a forward pass once the cached tensor is recorded."""
 
 
 class SkipFrozen:
@@ -159,18 +178,30 @@ def _passthrough(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     return x
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the replay check runs in-place ops (ReLU) on these tensors
 def _frozen_outputs(
     net: Any, k: int, loader: DataLoader, device: torch.device
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(cached tensor, model output) per batch, with the whole net in eval mode, in the net's layout."""
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(cached tensor, model output) per batch, with the whole net in eval mode, in the net's layout.
+
+    Only the first batch runs the whole net (its output checks the cut, :func:`_check_replay`); later
+    batches stop at the cut and yield ``None`` for the output.
+    """
     recorder = _Recorder(net, k)
     layout = torch.channels_last if _is_channels_last(net) else torch.contiguous_format
     try:
         for x, _ in loader:
             x = x.to(device, non_blocking=True)
-            logits = net(x.contiguous(memory_format=layout) if x.dim() == 4 else x)
+            x = x.contiguous(memory_format=layout) if x.dim() == 4 else x
+            recorder.calls = 0
+            try:
+                logits = net(x)
+            except _Cut:
+                logits = None
             yield recorder.value, logits
+            recorder.cut = (
+                recorder.calls == 1
+            )  # a module run twice in one pass: no cut, every pass runs whole
     finally:
         recorder.close()
 
@@ -276,7 +307,7 @@ def _store_split(
         loader = DataLoader(source, batch_size=datamodule.batch_size, num_workers=datamodule.workers())
         array, row = None, 0
         for feats, logits in _frozen_outputs(net, k, loader, device):
-            if row == 0 and v == 0:
+            if logits is not None and row == 0 and v == 0:
                 _check_replay(net, k, feats, logits)
             if array is None:
                 array = np.lib.format.open_memmap(
