@@ -5,8 +5,9 @@ back to back, on the same folder, batch, precision and workers, does. Each compa
 ``--repeats`` times, each repeat starting with the next runner, and the median ratio reported. Results go
 to ``benchmarks/RESULTS.md``.
 
-    python benchmarks/bench.py --repeats 5     # the full benchmark (about 25 minutes on 2 CPU cores)
-    python benchmarks/bench.py --toy           # a minute: proves the code runs (make test-all does this)
+    python benchmarks/bench.py                 # the full benchmark: ~15 min on 2 CPU cores
+    python benchmarks/bench.py --repeats 3     # what RESULTS.md holds: ~19 min
+    python benchmarks/bench.py --toy           # 35 s: proves the code runs (make test runs it)
 """
 
 from __future__ import annotations
