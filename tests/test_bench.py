@@ -33,3 +33,13 @@ def test_gpu_benchmark_runs_at_toy_size_on_a_cpu(tmp_path: Path, capsys: pytest.
     # the 2017 grid's 16 cells, each printed as it finishes and again in the final table
     assert out.count("| freeze |") == 16 and out.count("| finetune |") == 16
     assert not (tmp_path / "RESULTS-gpu.md").exists()
+
+
+@pytest.mark.bench
+@pytest.mark.slow
+def test_parts_benchmark_runs_at_toy_size(capsys: pytest.CaptureFixture) -> None:
+    import parts
+
+    assert parts.main(["--toy"]) == 0
+    out = capsys.readouterr().out
+    assert "| data ms/img |" in out and "| step ms |" in out
