@@ -98,17 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         module._step((x, y), "train").backward()
 
     steps = 2 if args.toy else 10
-    rows = {"data ms/img": ([], []), "step ms": ([], [])}
+    parts = {
+        "data ms/img": (lambda: epoch(ours_loader), lambda: epoch(plain_loader)),
+        "step ms": (lambda: _seconds(our_step, steps) / steps * 1000,
+                    lambda: _seconds(plain_step, steps) / steps * 1000),
+    }  # fmt: skip
+    rows: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in parts}
     for r in range(repeats):
-        pairs = [("data ms/img", lambda: epoch(ours_loader), lambda: epoch(plain_loader)),
-                 ("step ms", lambda: _seconds(our_step, steps) / steps * 1000,
-                  lambda: _seconds(plain_step, steps) / steps * 1000)]  # fmt: skip
-        for name, ours, theirs in pairs:
-            first, second = (ours, theirs) if r % 2 == 0 else (theirs, ours)  # alternate who goes first
-            a, b = first(), second()
-            mine, other = (a, b) if r % 2 == 0 else (b, a)
-            rows[name][0].append(mine)
-            rows[name][1].append(other)
+        for name, runners in parts.items():
+            order = [0, 1] if r % 2 == 0 else [1, 0]  # alternate who goes first
+            for side in order:
+                rows[name][side].append(runners[side]())
     print(f"{args.strategy}, {size} px, batch {args.batch_size}, median of {repeats} alternating repeats")
     print("| part | translearn | plain loop | translearn ÷ plain, speed |")
     print("|---|--:|--:|--:|")
