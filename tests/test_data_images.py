@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms import v2
 
 from publishers import MODES, image, write
 from translearn.data.images import is_image_name, load_rgb
-from translearn.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+from translearn.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, build_transform
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -42,6 +43,45 @@ def test_gray_replicate_is_one_luma_channel_normalised_per_imagenet_channel() ->
     luma = x * std + mean  # undo the per-channel normalisation: three copies of the same gray
     assert x.shape == (3, 16, 16)
     assert torch.allclose(luma[0], luma[1], atol=1e-5) and torch.allclose(luma[1], luma[2], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("train", "color", "gray_mode", "interpolation", "hflip", "resized"),
+    [
+        (True, "rgb", "replicate", "bilinear", True, False),
+        (False, "rgb", "replicate", "bilinear", True, False),
+        (True, "gray", "replicate", "bicubic", True, False),
+        (True, "gray", "adapt", "bilinear", False, False),
+        (False, "gray", "adapt", "nearest", True, False),
+        (True, "rgb", "replicate", "bicubic", True, True),
+    ],
+)
+def test_the_fast_pipeline_gives_torchvision_compose_bit_for_bit_with_the_same_random_draws(
+    train: bool, color: str, gray_mode: str, interpolation: str, hflip: bool, resized: bool
+) -> None:
+    """build_transform skips v2's per-op pytree walk for PIL images; the pixels and RNG must not notice."""
+    prep = Preprocessing(interpolation=interpolation, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)).resolve(24)
+    fast = build_transform(
+        train, color=color, gray_mode=gray_mode, hflip=hflip, preprocessing=prep, resized=resized,
+        crop_scale=(0.2, 1.0),
+    )  # fmt: skip
+    reference = v2.Compose(list(fast.transforms))  # the same op objects, run by torchvision itself
+    assert [type(op).__name__ for op in reference.transforms][-3:] == ["ToImage", "ToDtype", "Normalize"]
+    for seed in range(40):
+        picture = image("rgb", seed, (30 + seed % 7, 41 - seed % 5))
+        torch.manual_seed(seed)
+        want, want_rng = reference(picture), torch.get_rng_state()
+        torch.manual_seed(seed)
+        got, got_rng = fast(picture), torch.get_rng_state()
+        assert got.dtype == want.dtype == torch.float32 and got.shape == want.shape
+        assert torch.equal(got, want.as_subclass(torch.Tensor)), f"seed {seed}"
+        assert torch.equal(got_rng, want_rng), f"seed {seed}: a different number of random draws"
+    # Non-PIL inputs take Compose's own path: a uint8 tensor image gives Compose's result.
+    tensor = v2.functional.pil_to_tensor(image("rgb", 99, (32, 32)))
+    torch.manual_seed(0)
+    want = reference(tensor)
+    torch.manual_seed(0)
+    assert torch.equal(fast(tensor), want)
 
 
 def test_gray_adapt_is_one_channel() -> None:
