@@ -33,8 +33,19 @@ def cache_folders(cache_dir: Path) -> list[Path]:
 @pytest.mark.slow
 @pytest.mark.parametrize("size", [32, 112])  # 112 px and up: the cache is built in channels-last
 def test_cached_views_give_the_uncached_run_exactly(compose_cfg, tmp_path: Path, size: int) -> None:
-    """With one stored view per epoch the cached run sees the uncached run's crops, batches and order."""
+    """With one stored view per epoch the cached run sees the uncached run's crops, batches and order.
+
+    Weights with pretrained-like BatchNorm statistics: the build folds BatchNorm into the convolutions,
+    which fresh statistics (mean 0, var 1) would leave unchanged.
+    """
+    import torchvision
+
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18()
+    _randomise_batchnorm(resnet)
+    torch.save(resnet.state_dict(), tmp_path / "resnet18.pth")
     common = [
+        f"model.weights={tmp_path / 'resnet18.pth'}",
         "strategy=freeze",
         "trainer.max_epochs=2",
         "strategy.cache_views=2",
@@ -247,3 +258,85 @@ def test_the_build_stops_each_pass_at_the_cut_after_checking_it_on_the_first_bat
     assert torch.equal(torch.cat([feats for feats, _ in out]), whole[-1])
     assert torch.allclose(out[0][1], net(images[:4]), atol=1e-6)
     _check_replay(net, 1, *out[0])  # the rest of the net, run from the stored stem output, agrees
+
+
+def _randomise_batchnorm(model: torch.nn.Module) -> None:
+    """Pretrained-like statistics: with a fresh BatchNorm (mean 0, var 1, weight 1) folding is a no-op."""
+    generator = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+            m.running_var.copy_(torch.rand(n, generator=generator) * 2 + 0.1)
+            m.weight.data.copy_(torch.randn(n, generator=generator))
+            m.bias.data.copy_(torch.randn(n, generator=generator))
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_folding_batchnorm_for_the_build_keeps_outputs_and_module_names_and_leaves_the_net_alone(
+    layout: torch.memory_format,
+) -> None:
+    from translearn.backbones import build_backbone
+    from translearn.features import fold_batchnorm
+
+    torch.manual_seed(0)
+    net = build_backbone("resnet18", 3, "none").eval()
+    _randomise_batchnorm(net.model)
+    net.to(memory_format=layout)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    folded = fold_batchnorm(net).to(memory_format=layout)
+    assert folded is not net
+    kinds = [type(m).__name__ for m in folded.model.modules()]
+    assert "BatchNorm2d" not in kinds and kinds.count("Conv2d") == 20  # all 20 conv → BN pairs folded
+    # The original keeps its BatchNorms and every tensor bit for bit (checkpoints hold it).
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.model.modules()) == 20
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    # The stages' module names still resolve in the copy: the recorder hooks and SkipFrozen use them.
+    for stage in net.stages:
+        for name in stage.modules:
+            folded.model.get_submodule(name)
+    x = torch.randn(4, 3, 48, 48).contiguous(memory_format=layout)
+    with torch.no_grad():
+        want, got = net(x), folded(x)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
+
+
+def test_folding_skips_batchnorms_it_cannot_fold_exactly_and_nets_fx_cannot_trace() -> None:
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from translearn.features import fold_batchnorm
+
+    class Mixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.bn_a = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)  # foldable
+            self.b, self.bn_b = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)  # b's output read twice
+            self.c, self.bn_c = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)  # bn_c runs twice: shared
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.bn_a(self.a(x))
+            b = self.b(x)
+            x = self.bn_b(b) + b
+            return self.bn_c(self.bn_c(self.c(x)))
+
+    class Branchy(Mixed):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.sum() > 0:  # data-dependent: torch.fx cannot trace it
+                return self.bn_a(self.a(x))
+            return x
+
+    model = Mixed().eval()
+    _randomise_batchnorm(model)
+    net = nn.Module()
+    net.model = model
+    folded = fold_batchnorm(net)
+    names = {name: type(m).__name__ for name, m in folded.model.named_children()}
+    assert names["bn_a"] == "Identity"  # folded into a
+    assert names["bn_b"] == names["bn_c"] == "BatchNorm2d"  # left alone
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(folded.model(x), model(x), rtol=1e-4, atol=1e-5)
+    untraceable = SimpleNamespace(model=Branchy().eval())
+    assert fold_batchnorm(untraceable) is untraceable
