@@ -340,3 +340,23 @@ def test_folding_skips_batchnorms_it_cannot_fold_exactly_and_nets_fx_cannot_trac
         assert torch.allclose(folded.model(x), model(x), rtol=1e-4, atol=1e-5)
     untraceable = SimpleNamespace(model=Branchy().eval())
     assert fold_batchnorm(untraceable) is untraceable
+
+
+def test_the_build_infers_in_smaller_batches_on_a_cpu_only_where_images_are_large() -> None:
+    from translearn.features import build_batch
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert [build_batch(32, crop, cpu) for crop in (32, 64, 112, 160, 224, 448)] == [32, 32, 32, 15, 8, 2]
+    assert build_batch(4, 224, cpu) == 4  # never more than the training batch
+    assert build_batch(32, 224, gpu) == 32
+    # The claim it rests on: the frozen part's output for an image does not depend on its batch.
+    from translearn.backbones import build_backbone
+
+    torch.manual_seed(0)
+    net = build_backbone("resnet18", 3, "none").eval()
+    _randomise_batchnorm(net.model)
+    images = torch.randn(8, 3, 64, 64)
+    with torch.no_grad():
+        whole = net(images)
+        pieces = torch.cat([net(images[i : i + 2]) for i in range(0, 8, 2)])
+    assert torch.allclose(whole, pieces, rtol=1e-5, atol=1e-5)
