@@ -35,9 +35,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from translearn.errors import OneLineParser, UserError, exit_with
 from translearn.log import log
-from translearn.predict import Trained, load_trained, quiet_lightning
 from translearn.rundir import RunDir
 from translearn.storage import write_json
+from translearn.trained import Trained, load_trained, quiet_lightning
 
 PREPROCESSING_KEYS = ("image_size", "resize_ratio", "interpolation", "mean", "std")
 MAX_PRINTED_CLASSES = 20  # larger confusion matrices are only written, not printed

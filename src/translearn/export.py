@@ -37,8 +37,8 @@ import torch
 
 from translearn.errors import OneLineParser, UserError, exit_with
 from translearn.log import log
-from translearn.predict import Trained, load_trained
 from translearn.storage import write_json
+from translearn.trained import Trained, load_trained
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 ATOL = 1e-4  # float32 kernels of another runtime differ in summation order, by ~1e-6 on logits
