@@ -163,6 +163,18 @@ def test_resume_with_loader_workers_is_exact_and_keeps_time_and_logs(compose_cfg
     straight_acc = epochs(tmp_path / "straight", "train/acc")
     assert sorted(straight_acc) == [0, 1, 2] and epochs(tmp_path / "cut", "train/acc") == straight_acc
 
+    def epochless(run_dir: Path) -> list[tuple[tuple[str, str], ...]]:
+        """Rows without an epoch (each epoch's LRs, the parameter counts), as logged: keys with values."""
+        with open(run_dir / "csv" / "metrics.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if not r.get("epoch")]
+        return sorted(tuple(sorted((k, v) for k, v in r.items() if v)) for r in rows)
+
+    # The earlier run's LR rows of the epochs before the cut survive, and nothing is written twice.
+    straight_rows = epochless(tmp_path / "straight")
+    assert sum(any(k.startswith("lr-") for k, _ in r) for r in straight_rows) == 3  # one per epoch
+    assert sum(any(k == "params/total" for k, _ in r) for r in straight_rows) == 1
+    assert epochless(tmp_path / "cut") == straight_rows
+
 
 @pytest.mark.slow
 def test_trainable_params_count_only_stages_that_unfroze(compose_cfg, tmp_path: Path) -> None:

@@ -267,11 +267,13 @@ class CsvHistory:
     """A resumed run's earlier CSV rows: Lightning's CSVLogger deletes ``metrics.csv`` when it starts again.
 
     Read before the resumed fit, put back in front of its rows after it (atomically), so the file keeps
-    every epoch once: the earlier run's up to the resume epoch, the resumed run's from there.
+    every epoch once: the earlier run's up to the resume epoch, the resumed run's from there. Rows without
+    an epoch (the LR monitor's, the parameter counts at step 0) go by step: the earlier run's from before
+    the checkpoint's step are kept, and a row the resumed fit logs again identically is written once.
     """
 
-    def __init__(self, file: Path, rows: list[dict[str, str]], epoch: int, logger: Any = None):
-        self.file, self.rows, self.epoch, self.logger = file, rows, epoch, logger
+    def __init__(self, file: Path, rows: list[dict[str, str]], epoch: int, logger: Any = None, step: int = 0):
+        self.file, self.rows, self.epoch, self.logger, self.step = file, rows, epoch, logger, step
 
     @classmethod
     def before_resume(cls, loggers: list[Any], resumed_from: Path | None) -> CsvHistory | None:
@@ -283,16 +285,23 @@ class CsvHistory:
         file = Path(csv_logger.log_dir) / "metrics.csv"
         if not file.is_file():
             return None
-        epoch = int((peek(resumed_from)[0] or {}).get("epoch", 0)) + 1
+        state = peek(resumed_from)[0] or {}
+        epoch, step = int(state.get("epoch", 0)) + 1, int(state.get("global_step", 0))
         with open(file, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if _epoch(r) is not None and _epoch(r) < epoch]
-        return cls(file, rows, epoch, csv_logger)
+            rows = [r for r in csv.DictReader(f) if _before(r, epoch, step)]
+        return cls(file, rows, epoch, csv_logger, step)
 
     def merge(self) -> None:
         after: list[dict[str, str]] = []
+        kept = [_filled(r) for r in self.rows if _epoch(r) is None]
         if self.file.is_file():
             with open(self.file, newline="") as f:
-                after = [r for r in csv.DictReader(f) if _epoch(r) is None or _epoch(r) >= self.epoch]
+                after = [
+                    r
+                    for r in csv.DictReader(f)
+                    if (_epoch(r) is None and _filled(r) not in kept)
+                    or (_epoch(r) is not None and _epoch(r) >= self.epoch)
+                ]
         # Lightning's writer appends later rows (the test metrics) under its own sorted list of the keys
         # it has seen, and rewrites the file when a key is new: the file's header must be that same list,
         # and the list must know the earlier run's keys (a resumed fit that trained nothing logged none).
@@ -311,3 +320,16 @@ class CsvHistory:
 def _epoch(row: dict[str, str]) -> int | None:
     value = row.get("epoch", "")
     return int(float(value)) if value not in ("", None) else None
+
+
+def _before(row: dict[str, str], epoch: int, step: int) -> bool:
+    """Logged before the resume point: an earlier epoch's row, or an epoch-less row of an earlier step."""
+    if _epoch(row) is not None:
+        return _epoch(row) < epoch
+    value = row.get("step", "")
+    return value not in ("", None) and int(float(value)) < step
+
+
+def _filled(row: dict[str, str]) -> dict[str, str]:
+    """A row's logged values only: files written under different headers leave different blanks."""
+    return {k: v for k, v in row.items() if v not in ("", None)}
