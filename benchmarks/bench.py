@@ -98,7 +98,7 @@ def _translearn_rate(
 def cache_accuracy(
     data: Path, work: Path, seeds: int, epochs: int, toy: bool
 ) -> list[tuple[str, float, float]]:
-    """Mean best val acc and test acc of a 10-epoch freeze, uncached and cached (one eval view), per seed.
+    """Best val acc and test acc of a freeze run, uncached and cached (one eval view), mean over seeds.
 
     On a pretrained backbone (the embedded weights, shapes target task): the speed table's random-init
     backbone is a random-feature probe near chance, where one image is half a point. The runs share one

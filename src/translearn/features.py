@@ -281,9 +281,10 @@ def build_cache(
         # 112-160 px and 1.4x at 224 px, but 10% slower at 64 px (issue 8's measurements). Equal to the
         # default layout up to float rounding.
         layout = torch.channels_last if datamodule.preprocessing.crop >= 112 else own
-        net.eval().to(device, memory_format=layout)
         try:
-            inference = fold_batchnorm(net).to(memory_format=layout)
+            # The folded copy is what moves; the net itself only where it cannot be folded (it is then
+            # the inference net, and the finally below puts it back).
+            inference = fold_batchnorm(net.eval()).to(device, memory_format=layout)
             meta: dict[str, Any] = {"key": key, "views": views, "dtype": dtype, "splits": {}}
             for split, dataset in datamodule.datasets.items():
                 meta["splits"][split] = _store_split(
@@ -361,8 +362,8 @@ def _store_split(
         else [dataset]
     )
     shape: list[int] = []
+    batch = build_batch(datamodule.batch_size, datamodule.preprocessing.crop, device)
     for v, source in enumerate(sources):
-        batch = build_batch(datamodule.batch_size, datamodule.preprocessing.crop, device)
         loader = DataLoader(source, batch_size=batch, num_workers=datamodule.workers())
         array, row = None, 0
         for feats, logits in _frozen_outputs(net, k, loader, device):

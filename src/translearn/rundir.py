@@ -272,8 +272,8 @@ class CsvHistory:
     the checkpoint's step are kept, and a row the resumed fit logs again identically is written once.
     """
 
-    def __init__(self, file: Path, rows: list[dict[str, str]], epoch: int, logger: Any = None, step: int = 0):
-        self.file, self.rows, self.epoch, self.logger, self.step = file, rows, epoch, logger, step
+    def __init__(self, file: Path, rows: list[dict[str, str]], epoch: int, logger: Any = None):
+        self.file, self.rows, self.epoch, self.logger = file, rows, epoch, logger
 
     @classmethod
     def before_resume(cls, loggers: list[Any], resumed_from: Path | None) -> CsvHistory | None:
@@ -289,7 +289,7 @@ class CsvHistory:
         epoch, step = int(state.get("epoch", 0)) + 1, int(state.get("global_step", 0))
         with open(file, newline="") as f:
             rows = [r for r in csv.DictReader(f) if _before(r, epoch, step)]
-        return cls(file, rows, epoch, csv_logger, step)
+        return cls(file, rows, epoch, csv_logger)
 
     def merge(self) -> None:
         after: list[dict[str, str]] = []
