@@ -5,8 +5,8 @@ back to back, on the same folder, batch, precision and workers, does. Each compa
 ``--repeats`` times, each repeat starting with the next runner, and the median ratio reported. Results go
 to ``benchmarks/RESULTS.md``.
 
-    python benchmarks/bench.py                 # the full benchmark: ~15 min on 2 CPU cores
-    python benchmarks/bench.py --repeats 3     # what RESULTS.md holds: ~20 min
+    python benchmarks/bench.py                 # the full benchmark: ~25 min on 2 CPU cores
+    python benchmarks/bench.py --repeats 3     # what RESULTS.md holds: ~35 min
     python benchmarks/bench.py --toy           # 35 s: proves the code runs (make test runs it)
 """
 
@@ -95,30 +95,68 @@ def _translearn_rate(
     return rate
 
 
-def cache_accuracy(
-    data: Path, work: Path, seeds: int, epochs: int, toy: bool
-) -> list[tuple[str, float, float]]:
-    """Best val acc and test acc of a freeze run, uncached and cached (one eval view), mean over seeds.
+def _cache_run(
+    data: Path, work: Path, size: int, epochs: int, batch: int, limit: int | None, mode: str, repeat: int
+) -> tuple[float, float, float, dict]:
+    """One freeze run with the feature cache on or off: (computing s, in all s, best val acc, split sizes)."""
+    m = translearn_run(
+        data, work / f"cache-{mode}-{size}-{repeat}", size, epochs, batch, "freeze", limit,
+        (f"strategy.cache_features={mode}",),
+    )  # fmt: skip
+    # Every backbone pass the passes ratio counts: the build, training epochs, validation and test, each
+    # from its own clock (checkpoint writes and Lightning's set-up fall between them).
+    epochs_seconds = m["train_samples"] / m["train_img_per_s"]
+    passes = m["cache_seconds"] + epochs_seconds + (m["val_seconds"] or 0.0) + m["test_seconds"]
+    # The whole run as a user waits for it: build, fit (sanity check and checkpoints included), test.
+    wall = m["cache_seconds"] + m["train_seconds"] + m["test_seconds"]
+    print(
+        f"bench: freeze {size} px cache={mode} repeat {repeat}: {passes:.1f} s computing, {wall:.1f} s in "
+        f"all, best val acc {m['best_val_acc']:.3f}",
+        flush=True,
+    )
+    return passes, wall, m["best_val_acc"], m["split_sizes"]
+
+
+def cache_accuracy(data: Path, work: Path, seeds: int, epochs: int, toy: bool) -> dict[str, list[float]]:
+    """Best val acc and test acc of a freeze run per seed, uncached and cached (one eval view).
 
     On a pretrained backbone (the embedded weights, shapes target task): the speed table's random-init
-    backbone is a random-feature probe near chance, where one image is half a point. The runs share one
-    cache folder, so the embedded weights are pretrained once (a minute), not once per run.
+    backbone is a random-feature probe near chance, where one image is half a point. Both modes run on the
+    same seeds, so the difference is taken seed by seed (a paired comparison: the seed's split and head
+    init cancel). The runs share one cache folder, so the embedded weights are pretrained once (a minute),
+    not once per run. Keys: ``val-false``, ``test-false``, ``val-true``, ``test-true``.
     """
-    rows = []
+    scores: dict[str, list[float]] = {}
     for mode in ("false", "true"):
-        val, test = [], []
         for seed in range(seeds):
             m = translearn_run(
                 data, work / f"acc-{mode}-{seed}", 32 if toy else 64, epochs, 16, "freeze",
                 2 if toy else None, (f"strategy.cache_features={mode}",), task="target",
                 weights="none" if toy else "embedded", seed=seed, cache_dir=work / "acc-cache",
             )  # fmt: skip
-            val.append(m["best_val_acc"])
-            test.append(m["test_acc"])
+            scores.setdefault(f"val-{mode}", []).append(m["best_val_acc"])
+            scores.setdefault(f"test-{mode}", []).append(m["test_acc"])
+        val, test = scores[f"val-{mode}"], scores[f"test-{mode}"]
         print(f"bench: accuracy cache={mode}: best val {val}, test {test}", flush=True)
-        rows.append(("cached (one eval view)" if mode == "true" else "uncached (random crops)",
-                     statistics.mean(val), statistics.mean(test)))  # fmt: skip
-    return rows
+    return scores
+
+
+def paired(scores: dict[str, list[float]], metric: str) -> tuple[float, float, float, float, float]:
+    """(uncached mean, cached mean, mean difference, its standard error, 95% interval half-width) over seeds.
+
+    The interval uses Student's t for n - 1 degrees of freedom; with one seed there is no spread (0).
+    """
+    slow, fast = scores[f"{metric}-false"], scores[f"{metric}-true"]
+    diffs = [b - a for a, b in zip(slow, fast, strict=True)]
+    n = len(diffs)
+    se = statistics.stdev(diffs) / n**0.5 if n > 1 else 0.0
+    return statistics.mean(slow), statistics.mean(fast), statistics.mean(diffs), se, _t95(n - 1) * se
+
+
+def _t95(df: int) -> float:
+    """Student's t two-sided 95% quantile (0 for no degrees of freedom); no SciPy for one number."""
+    table = (0.0, 12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23, 2.20, 2.18, 2.16, 2.14, 2.13)
+    return table[df] if df < len(table) else 1.96 + 2.4 / df  # within 0.01 of t from 16 on
 
 
 # The last commit before the performance work (issue 8): the "before" of the offline default's wall time.
@@ -232,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--cache-epochs", type=int, default=10)
-    parser.add_argument("--accuracy-seeds", type=int, default=5, help="seeds of the cached-accuracy check")
+    parser.add_argument("--accuracy-seeds", type=int, default=10, help="seeds of the cached-accuracy check")
     parser.add_argument("--before", default=BEFORE, help="the commit to time the offline default against")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "RESULTS.md"))
     args = parser.parse_args(argv)
@@ -290,34 +328,33 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
         )
 
     cache_rows = []
-    for size in (args.image_size, 224):
-        size = 32 if args.toy else size
-        runs = {}
-        for mode in ("false", "true"):
-            m = translearn_run(
-                data, work / f"cache-{mode}-{size}", size, cache_epochs, args.batch_size, "freeze", limit,
-                (f"strategy.cache_features={mode}",),
-            )  # fmt: skip
-            # Every backbone pass the passes ratio below counts: the build, training epochs, validation and
-            # test, each from its own clock (checkpoint writes and Lightning's set-up fall between them).
-            epochs_seconds = m["train_samples"] / m["train_img_per_s"]
-            passes = m["cache_seconds"] + epochs_seconds + (m["val_seconds"] or 0.0) + m["test_seconds"]
-            # The whole run as a user waits for it: build, fit (sanity check and checkpoints included), test.
-            wall = m["cache_seconds"] + m["train_seconds"] + m["test_seconds"]
-            runs[mode] = (passes, wall, m["best_val_acc"])
-            print(
-                f"bench: freeze {size} px cache={mode}: {passes:.1f} s computing, {wall:.1f} s in all, "
-                f"best val acc {m['best_val_acc']:.3f}",
-                flush=True,
-            )
-        (slow, slow_wall, slow_acc), (fast, fast_wall, fast_acc) = runs["false"], runs["true"]
+    for size in (32, 40) if args.toy else (args.image_size, 224):  # toy: two sizes, two run folders
+        runs: dict[str, list[tuple[float, float, float, dict]]] = {"false": [], "true": []}
+        for r in range(repeats):
+            # Pairs, each starting with the other mode than the last: one cached run is a burst of seconds
+            # that a spike of outside load can spoil, so the median of pairs is reported, as above.
+            for mode in ("false", "true") if r % 2 == 0 else ("true", "false"):
+                runs[mode].append(_cache_run(data, work, size, cache_epochs, args.batch_size, limit, mode, r))
+        sizes = runs["true"][0][3]
+        train, val, test = sizes.get("train", 0), sizes.get("val", 0), sizes.get("test", 0)
         # Backbone passes uncached (train + val every epoch, test once) ÷ cached: the speed-up if only
         # the backbone cost time (decoding and augmentation are cached away too, so it can be exceeded).
-        sizes = m["split_sizes"]
-        train, val, test = sizes.get("train", 0), sizes.get("val", 0), sizes.get("test", 0)
         limit_ratio = (cache_epochs * (train + val) + test) / (train + val + test)
+        slow, fast = runs["false"], runs["true"]
+        ratios = [a[0] / b[0] for a, b in zip(slow, fast, strict=True)]
+        wall = [a[1] / b[1] for a, b in zip(slow, fast, strict=True)]
         cache_rows.append(
-            (size, slow, fast, slow / fast, limit_ratio, slow_wall / fast_wall, slow_acc, fast_acc)
+            (
+                size,
+                statistics.median(a[0] for a in slow),
+                statistics.median(b[0] for b in fast),
+                statistics.median(ratios),
+                (min(ratios), max(ratios)),
+                limit_ratio,
+                statistics.median(wall),
+                statistics.median(a[2] for a in slow),
+                statistics.median(b[2] for b in fast),
+            )
         )
 
     seeds = 1 if args.toy else args.accuracy_seeds
@@ -352,30 +389,38 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
         "Lightning, measured in the same repeats.",
         "",
         f"Frozen-feature cache: `strategy=freeze` on the shapes base task ({cache_epochs} epochs, bn=frozen, "
-        "fresh cache, `cache_views=1`), uncached ÷ cached. `computing` is the seconds of cache build + "
+        f"fresh cache, `cache_views=1`), uncached ÷ cached, {repeats} pairs (alternating which runs first), "
+        "medians. `computing` is the seconds of cache build + "
         "training epochs + validation + test, each from its own clock; `in all` is the whole run (build, "
         "fit with its sanity check and a checkpoint write per epoch, test). `passes` is backbone passes "
         "uncached (train and val each epoch) ÷ cached (each image once): the speed-up if only the backbone "
         "cost time. Decoding and augmenting are cached away too, so the speed-up can exceed it.",
         "",
-        "| crop | uncached s | cached s | speed-up computing | passes | speed-up in all "
+        "| crop | uncached s | cached s | speed-up computing | pairs, min–max | passes | speed-up in all "
         "| best val acc uncached | cached |",
-        "|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         *[
-            f"| {size} px | {a:.1f} | {b:.1f} | {r:.1f}× | {lim:.1f}× | {w:.1f}× | {x:.3f} | {y:.3f} |"
-            for size, a, b, r, lim, w, x, y in cache_rows
+            f"| {size} px | {a:.1f} | {b:.1f} | {r:.1f}× | {lo:.1f}–{hi:.1f}× | {lim:.1f}× | {w:.1f}× "
+            f"| {x:.3f} | {y:.3f} |"
+            for size, a, b, r, (lo, hi), lim, w, x, y in cache_rows
         ],
         "",
         f"Accuracy with the cache on a pretrained backbone: `strategy=freeze` on the shapes target task "
-        f"(embedded weights, 150 training images, 64 px, batch 16, {cache_epochs} epochs), mean of seeds "
-        f"0–{seeds - 1}. With one cached view the head trains on the eval transform instead of random "
-        "crops; with `cache_views` ≥ epochs the cached run equals the uncached one (tested).",
+        f"(embedded weights, 150 training images, 200 val, 200 test, 64 px, batch 16, {cache_epochs} "
+        f"epochs), seeds 0–{seeds - 1}, each seed run both ways. With one cached view the head trains on "
+        "the eval transform instead of random crops; with `cache_views` ≥ epochs the cached run equals the "
+        "uncached one (tested). The difference is taken seed by seed; its interval is the 95% t-interval "
+        "over seeds.",
         "",
-        "| training inputs | best val acc | test acc |",
-        "|---|--:|--:|",
-        *[f"| {label} | {v:.4f} | {t:.4f} |" for label, v, t in accuracy],
-        f"| cached − uncached | {accuracy[1][1] - accuracy[0][1]:+.4f} "
-        f"| {accuracy[1][2] - accuracy[0][2]:+.4f} |",
+        "| metric | uncached (random crops) | cached (one eval view) | cached − uncached | 95% interval |",
+        "|---|--:|--:|--:|--:|",
+        *[
+            f"| {label} | {a:.4f} | {b:.4f} | {d:+.4f} | {d - h:+.4f} to {d + h:+.4f} |"
+            for label, (a, b, d, _se, h) in (
+                ("best val acc", paired(accuracy, "val")),
+                ("test acc", paired(accuracy, "test")),
+            )
+        ],
         "",
         f"Decode-once images (`dataset.cache=decoded`): training samples per second through the dataset "
         f"(decode or read, resize, seeded random crop, flip, normalise) at {args.image_size} px, from "

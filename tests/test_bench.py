@@ -43,3 +43,20 @@ def test_parts_benchmark_runs_at_toy_size(capsys: pytest.CaptureFixture) -> None
     assert parts.main(["--toy"]) == 0
     out = capsys.readouterr().out
     assert "| data ms/img |" in out and "| step ms |" in out
+
+
+def test_the_accuracy_difference_is_paired_seed_by_seed() -> None:
+    import bench
+
+    # Seed 0 is hard for both modes and seed 1 easy: unpaired, the spread of each mode is 0.2; paired, the
+    # difference is a steady +0.01 and the interval collapses onto it.
+    scores = {"val-false": [0.5, 0.7, 0.6], "val-true": [0.51, 0.71, 0.61]}
+    slow, fast, diff, se, half = bench.paired(scores, "val")
+    assert (slow, fast) == pytest.approx((0.6, 0.61)) and diff == pytest.approx(0.01)
+    assert se == pytest.approx(0.0, abs=1e-12) and half == pytest.approx(0.0, abs=1e-12)
+    # Differences +0.02, 0.00, +0.01: mean 0.01, sd 0.01, SE 0.01/sqrt(3), t(2 df) = 4.30.
+    scores = {"test-false": [0.5, 0.7, 0.6], "test-true": [0.52, 0.70, 0.61]}
+    _, _, diff, se, half = bench.paired(scores, "test")
+    assert diff == pytest.approx(0.01) and se == pytest.approx(0.01 / 3**0.5)
+    assert half == pytest.approx(4.30 * 0.01 / 3**0.5)
+    assert bench.paired({"val-false": [0.5], "val-true": [0.6]}, "val")[3:] == (0.0, 0.0)  # one seed
