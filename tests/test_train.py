@@ -95,6 +95,9 @@ def test_cli_default_tiny_run_exits_zero_and_prints_metrics(tmp_path: Path) -> N
     proc = run_cli(*TINY, f"hydra.run.dir={tmp_path}/run")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best_val_acc=" in proc.stdout and f"run directory {tmp_path}/run" in proc.stdout
+    # Lightning's advert, its own pytree deprecation and its "best" ambiguity warning are not the user's.
+    noise = ("💡 Tip", "LeafSpec", "multiple `ModelCheckpoint`")
+    assert [n for n in noise if n in proc.stdout + proc.stderr] == []
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert all(key in metrics for key in CONTRACT_KEYS)
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()

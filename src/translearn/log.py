@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
 log = logging.getLogger("translearn")
 _warned: set[str] = set()
@@ -69,3 +70,20 @@ def warn_once(message: str) -> None:
         return
     _warned.add(message)
     log.warning(message)
+
+
+class _NoAdvert(logging.Filter):
+    """Drops the advertisement Lightning logs at every Trainer start (a cloud logger's "💡 Tip")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def mute_lightning_noise() -> None:
+    """Keep Lightning's useful lines, drop its noise: an advert per Trainer, and a deprecation notice that
+    Lightning's own pytree code triggers on recent torch (nothing a user can act on). Idempotent; by logger
+    name, so Lightning is not imported here."""
+    rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdvert) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoAdvert())
+    warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*")

@@ -28,7 +28,7 @@ from translearn.callbacks import RunIdentity, Throughput
 from translearn.checkpoints import AtomicCheckpointIO
 from translearn.config import instantiate, one_line, register_resolvers, validate_command_line
 from translearn.errors import UserError, exit_with
-from translearn.log import info_rank_zero, log
+from translearn.log import info_rank_zero, log, mute_lightning_noise
 from translearn.pretrain import resolve_weights
 from translearn.rundir import COMPLETE, CsvHistory, RunDir, run_identity
 from translearn.weights import parse_weights, preprocessing_for
@@ -38,6 +38,7 @@ register_resolvers()
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """One training run of a composed config; returns what it writes to ``metrics.json``."""
+    mute_lightning_noise()
     out = Path(cfg.paths.output_dir)
     folder = RunDir(out)
     ckpt_path = cfg.get("ckpt_path")
@@ -116,9 +117,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         test_confusion = None
         test_start = time.perf_counter()
         if datamodule.has_split("test"):
-            tested = trainer.test(
-                model, datamodule=data, ckpt_path="best" if best_path else None, verbose=False
-            )[0]
+            # The best checkpoint by path: ckpt_path="best" warns when several ModelCheckpoints are on.
+            tested = trainer.test(model, datamodule=data, ckpt_path=best_path, verbose=False)[0]
             test_confusion = model.test_confusion.compute().tolist()  # every rank: it syncs under DDP
         timing["test_seconds"] = round(time.perf_counter() - test_start, 2)
 

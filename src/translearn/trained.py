@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from translearn.errors import UserError
+from translearn.log import mute_lightning_noise
 from translearn.rundir import RunDir, peek
 
 # What a checkpoint must describe to be used on images: without these it is a bare set of weights.
@@ -109,7 +110,7 @@ def quiet_lightning() -> Iterator[None]:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=r".*GPU available but not used.*")
-            warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)`.*")
+            mute_lightning_noise()
             yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
