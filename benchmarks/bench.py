@@ -275,9 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "RESULTS.md"))
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="translearn-bench-"))
+    threads = torch.get_num_threads()
+    if not args.toy:  # every core; a toy run keeps its caller's threads (the test suite shares them out)
+        torch.set_num_threads(os.cpu_count() or 1)
     try:
         return _bench(args, work)
     finally:
+        torch.set_num_threads(threads)
         shutil.rmtree(work, ignore_errors=True)  # checkpoints and caches: over a GB even at toy size
 
 
@@ -285,7 +289,6 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
     limit = 2 if args.toy else None
     epochs, repeats = (1, 1) if args.toy else (args.epochs, args.repeats)
     cache_epochs = 1 if args.toy else args.cache_epochs
-    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 2 if args.toy else os.cpu_count() or 1)))
 
     from translearn.data.shapes import generate
 
