@@ -12,7 +12,7 @@ TEST_WORKERS ?= 2
 WANDB_SYNC_TIMEOUT ?= 300
 
 .DEFAULT_GOAL := help
-.PHONY: help venv train test test-all test-fast wheel-check bench study study-shift lint format wandb-sync clean
+.PHONY: help venv train test test-fast wheel-check bench study study-shift lint format wandb-sync clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,10 +28,7 @@ venv: $(STAMP) ## build .venv (python3 -m venv + pip install -e '.[dev]')
 train: $(STAMP) ## run the embedded offline default (pass overrides as ARGS="strategy=freeze ...")
 	$(BIN)/python -m translearn.train $(ARGS)
 
-test: $(STAMP) ## the suite but the heavy cases, 2 workers (~11 min on 2 cores; budget 15 with the venv)
-	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load --durations=15 -m "not heavy" $(ARGS)
-
-test-all: $(STAMP) ## every test: make test plus the heavy cases
+test: $(STAMP) ## every test, 2 workers of one torch thread each (~7 min on 2 cores; budget 15 with the venv)
 	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load --durations=15 $(ARGS)
 
 test-fast: $(STAMP) ## the suite without the slow and subprocess tests (~2 min)
