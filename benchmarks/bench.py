@@ -22,6 +22,7 @@ import tempfile
 import time
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -95,10 +96,19 @@ def _translearn_rate(
     return rate
 
 
+class CacheRun(NamedTuple):
+    """One freeze run of the cache table, cache on or off."""
+
+    computing: float  # seconds of build + training epochs + validation + test
+    wall: float  # seconds of build + fit + test, as a user waits for them
+    best_val_acc: float
+    split_sizes: dict
+
+
 def _cache_run(
     data: Path, work: Path, size: int, epochs: int, batch: int, limit: int | None, mode: str, repeat: int
-) -> tuple[float, float, float, dict]:
-    """One freeze run with the feature cache on or off: (computing s, in all s, best val acc, split sizes)."""
+) -> CacheRun:
+    """One freeze run with the feature cache on (``mode="true"``) or off (``"false"``)."""
     m = translearn_run(
         data, work / f"cache-{mode}-{size}-{repeat}", size, epochs, batch, "freeze", limit,
         (f"strategy.cache_features={mode}",),
@@ -114,7 +124,7 @@ def _cache_run(
         f"all, best val acc {m['best_val_acc']:.3f}",
         flush=True,
     )
-    return passes, wall, m["best_val_acc"], m["split_sizes"]
+    return CacheRun(passes, wall, m["best_val_acc"], m["split_sizes"])
 
 
 def cache_accuracy(data: Path, work: Path, seeds: int, epochs: int, toy: bool) -> dict[str, list[float]]:
@@ -146,11 +156,12 @@ def paired(scores: dict[str, list[float]], metric: str) -> tuple[float, float, f
 
     The interval uses Student's t for n - 1 degrees of freedom; with one seed there is no spread (0).
     """
+    from translearn.report.stats import Stat  # seeds' mean and standard error, as the report takes them
+
     slow, fast = scores[f"{metric}-false"], scores[f"{metric}-true"]
-    diffs = [b - a for a, b in zip(slow, fast, strict=True)]
-    n = len(diffs)
-    se = statistics.stdev(diffs) / n**0.5 if n > 1 else 0.0
-    return statistics.mean(slow), statistics.mean(fast), statistics.mean(diffs), se, _t95(n - 1) * se
+    diffs = Stat(values=[b - a for a, b in zip(slow, fast, strict=True)], seeds=list(range(len(slow))))
+    se = diffs.sem or 0.0
+    return statistics.mean(slow), statistics.mean(fast), diffs.mean or 0.0, se, _t95(diffs.n - 1) * se
 
 
 def _t95(df: int) -> float:
@@ -332,31 +343,31 @@ def _bench(args: argparse.Namespace, work: Path) -> int:
 
     cache_rows = []
     for size in (32, 40) if args.toy else (args.image_size, 224):  # toy: two sizes, two run folders
-        runs: dict[str, list[tuple[float, float, float, dict]]] = {"false": [], "true": []}
+        runs: dict[str, list[CacheRun]] = {"false": [], "true": []}
         for r in range(repeats):
             # Pairs, each starting with the other mode than the last: one cached run is a burst of seconds
             # that a spike of outside load can spoil, so the median of pairs is reported, as above.
             for mode in ("false", "true") if r % 2 == 0 else ("true", "false"):
                 runs[mode].append(_cache_run(data, work, size, cache_epochs, args.batch_size, limit, mode, r))
-        sizes = runs["true"][0][3]
+        sizes = runs["true"][0].split_sizes
         train, val, test = sizes.get("train", 0), sizes.get("val", 0), sizes.get("test", 0)
         # Backbone passes uncached (train + val every epoch, test once) ÷ cached: the speed-up if only
         # the backbone cost time (decoding and augmentation are cached away too, so it can be exceeded).
         limit_ratio = (cache_epochs * (train + val) + test) / (train + val + test)
         slow, fast = runs["false"], runs["true"]
-        ratios = [a[0] / b[0] for a, b in zip(slow, fast, strict=True)]
-        wall = [a[1] / b[1] for a, b in zip(slow, fast, strict=True)]
+        ratios = [a.computing / b.computing for a, b in zip(slow, fast, strict=True)]
+        wall = [a.wall / b.wall for a, b in zip(slow, fast, strict=True)]
         cache_rows.append(
             (
                 size,
-                statistics.median(a[0] for a in slow),
-                statistics.median(b[0] for b in fast),
+                statistics.median(a.computing for a in slow),
+                statistics.median(b.computing for b in fast),
                 statistics.median(ratios),
                 (min(ratios), max(ratios)),
                 limit_ratio,
                 statistics.median(wall),
-                statistics.median(a[2] for a in slow),
-                statistics.median(b[2] for b in fast),
+                statistics.median(a.best_val_acc for a in slow),
+                statistics.median(b.best_val_acc for b in fast),
             )
         )
 

@@ -21,7 +21,7 @@ os.environ["TRANSLEARN_OFFLINE"] = "1"
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 # Intra-op threads: the cores shared out among the xdist workers, at most 2. Two threads in each of `make
 # test`'s 2 workers on 2 cores oversubscribed them, and OpenMP's spin-waiting made test_strategies.py run
-# in 261 s instead of 15 (the whole suite 767 s instead of 452); one process alone runs best with 2.
+# in 261 s instead of 15 (the whole suite 767 s instead of 378); one process alone runs best with 2.
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _workers)))
 
