@@ -200,6 +200,41 @@ def test_frozen_bn_stays_in_eval_mode_after_train() -> None:
     assert live_bn and all(m.training for m in live_bn)
 
 
+def test_a_module_is_born_in_its_first_epochs_modes_so_lightnings_summary_tells_the_truth() -> None:
+    """Lightning's model summary reads the modes before anything calls train(): frozen BN must be eval."""
+    from pytorch_lightning.utilities.model_summary import ModelSummary
+
+    module = make_module("resnet18", Freeze())
+    bn = [m for m in module.net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bn and not any(m.training for m in bn)
+    assert module.training and module.net.head.training
+    summary = ModelSummary(module, max_depth=-1)
+    eval_modules = sum(1 for m in module.modules() if not m.training)
+    assert summary.total_training_modes["eval"] == eval_modules >= len(bn)
+    finetune = make_module("resnet18", Finetune())
+    assert all(m.training for m in finetune.modules())
+
+
+def test_the_summary_counts_flops_as_torchvision_publishes_them_and_the_head_alone_on_features() -> None:
+    """Lightning's summary printed "Total FLOPs: 0": the module now hands it an eval-size example input.
+
+    torchvision publishes ResNet18's cost at 224 px as 1.814 GFLOPS (multiply-adds); torch's counter
+    counts two operations per multiply-add. On stored head inputs a step runs the linear head alone.
+    """
+    import torchvision
+    from pytorch_lightning.utilities.model_summary import ModelSummary
+
+    published = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["_ops"]
+    module = make_module("resnet18", Freeze(), classes=1000, preprocessing={"crop": 224})
+    assert module.example_input_array.shape == (1, 3, 224, 224)
+    assert ModelSummary(module).total_flops / 2e9 == pytest.approx(published, rel=0.01)
+
+    cached = make_module("resnet18", Freeze(), classes=5, preprocessing={"crop": 32})
+    cached.use_cached_features(cached.net.num_stages, shape=(512,))
+    assert ModelSummary(cached).total_flops == 2 * 512 * 5
+    assert make_module("resnet18", Freeze(), compile=True).example_input_array is None
+
+
 def test_no_weight_decay_on_norm_and_bias_by_default() -> None:
     torch.manual_seed(0)
     module = TransferModule(

@@ -574,14 +574,19 @@ def maybe_cache(
         if mode == "true":
             raise UserError(f"strategy.cache_features=true but caching would not be exact: {exc}") from None
         return datamodule, f"feature cache off: {exc}"
-    module.use_cached_features(k, until)
+    phased = until != float("inf")
+    data = (
+        PhasedFeatures(datamodule, folder, views, until)
+        if phased
+        else CachedFeatures(datamodule, folder, views)
+    )
+    module.use_cached_features(k, until, tuple(data.datasets["train"].arrays[0].shape[1:]))
     what = "the eval transform" if views == 1 else f"{views} augmented views"
     cut = (
         "the head's input" if k == module.net.num_stages else f"the output of {module.net.stages[k - 1].name}"
     )
     line = f"feature cache on: {cut} stored once, training images seen through {what}, {folder}"
-    if until != float("inf"):
+    if phased:
         phase = f"feature cache on for epochs 0-{int(until) - 1}, before the first unfreeze (images after):"
         line = line.replace("feature cache on:", phase)
-        return PhasedFeatures(datamodule, folder, views, until), line
-    return CachedFeatures(datamodule, folder, views), line
+    return data, line

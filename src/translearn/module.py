@@ -107,6 +107,9 @@ class TransferModule(pl.LightningModule):
         # Persistent so that a resumed run still knows the best accuracy of the epochs before the cut.
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)
+        # Born in epoch 0's modes (frozen BatchNorm in eval): Lightning's model summary reads the modes
+        # before anything calls train(), and printed every module in train mode for a frozen run.
+        self.train()
 
     # --- freezing ---------------------------------------------------------------------------------
 
@@ -140,17 +143,42 @@ class TransferModule(pl.LightningModule):
         if self.current_epoch == 0:
             self.val_acc_best.reset()  # forget the sanity-check batches
 
+    @property
+    def example_input_array(self) -> torch.Tensor | None:
+        """One input of what ``forward`` reads: Lightning's model summary runs it to count FLOPs.
+
+        Without it the summary printed "Total FLOPs: 0". An eval-size image, or a stored feature when
+        the run trains on the feature cache (the FLOPs are then the head's, what each step really runs).
+        None for a compiled net: a batch of one would compile it for a shape training never uses.
+        """
+        if self._example_input_array is not None:
+            return self._example_input_array
+        if self._compiled is not None:
+            return None
+        shape = getattr(self, "_cached_shape", None)
+        if shape is None:
+            crop = (self.hparams.preprocessing or {}).get("crop")
+            shape = (self.hparams.in_chans, crop, crop) if crop else None
+        return None if shape is None else torch.zeros(1, *shape)
+
+    @example_input_array.setter
+    def example_input_array(self, example: torch.Tensor | None) -> None:
+        self._example_input_array = example
+
     # --- steps ------------------------------------------------------------------------------------
 
-    def use_cached_features(self, k: int, until: float = float("inf")) -> None:
+    def use_cached_features(
+        self, k: int, until: float = float("inf"), shape: tuple[int, ...] | None = None
+    ) -> None:
         """Batches hold the first k stages' stored output (translearn.features): run only the rest.
 
         ``until``: gradual unfreezing reads stored head inputs only before its first unfreeze; training
-        and validation of later epochs, and testing, read images and run the whole net.
+        and validation of later epochs, and testing, read images and run the whole net. ``shape``: one
+        stored feature's (the summary's example input).
         """
         from translearn.features import SkipFrozen
 
-        self._cached_stages, self._cached_until = k, until
+        self._cached_stages, self._cached_until, self._cached_shape = k, until, shape
         if 0 < k < self.net.num_stages:
             SkipFrozen(self.net, k).apply()
 
