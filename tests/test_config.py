@@ -186,6 +186,22 @@ def test_wandb_is_offline_without_credentials_and_online_with_a_key(wandb_home: 
     assert wandb_offline() is False
 
 
+@pytest.mark.slow
+def test_logger_wandb_without_credentials_trains_and_logs_offline(wandb_home: Path, compose_cfg) -> None:
+    """The credential lookup loaded W&B's process-wide settings, which then missed Lightning's offline
+    switch (WANDB_MODE=dryrun, set when the run starts): wandb.init demanded a login and training died.
+    (The fixture's monkeypatch puts back the WANDB_MODE that Lightning overwrites.)"""
+    import wandb
+
+    from translearn.train import run
+
+    out = wandb_home / "run"
+    metrics = run(compose_cfg("logger=wandb", "strategy=freeze", run_dir=out))
+    assert metrics["status"] == "complete"
+    assert len(list((out / "wandb").glob("offline-run-*"))) == 1
+    assert wandb.run is None
+
+
 def test_wandb_reads_the_netrc_entry_of_the_host_it_is_configured_for(wandb_home: Path, monkeypatch) -> None:
     """A self-hosted server (WANDB_BASE_URL) logs online with its `wandb login --host` key, not another's."""
     import wandb

@@ -65,6 +65,17 @@ def _wandb_credentials() -> bool:
     except ImportError:
         return False
     try:
+        return _wandb_lookup(wandb)
+    finally:
+        # The lookup loads W&B's process-wide settings, which stay frozen once loaded: Lightning's
+        # WANDB_MODE=dryrun, set later for an offline run, went unseen and wandb.init demanded a login.
+        # Unloaded again, unless the caller has a W&B run going.
+        if getattr(wandb, "run", None) is None and hasattr(wandb, "teardown"):
+            wandb.teardown()
+
+
+def _wandb_lookup(wandb: Any) -> bool:
+    try:
         from wandb.sdk import wandb_setup
         from wandb.sdk.lib import wbauth
 
