@@ -210,6 +210,26 @@ def test_runs_at_different_learning_rates_are_never_averaged_together(tmp_path: 
     assert any("differ in lr (0.001, 0.01)" in note and "never averaged" in note for note in table.notes())
 
 
+@pytest.mark.parametrize(
+    ("key", "values"),
+    [
+        ("weights", ("/data/a/r18.pth", "/data/b/other_r18.pth")),
+        ("backbone", ("resnet50.a1_in1k", "resnet18.a1_in1k")),
+    ],
+)
+def test_runs_of_two_weight_files_or_two_timm_backbones_are_two_rows(
+    tmp_path: Path, key: str, values: tuple[str, str]
+) -> None:
+    """Values with dots are kept whole: cut at the last dot they were both "pth" (or "a1_in1k"), and the
+    report averaged two weight files' runs as repeated seeds."""
+    run(tmp_path, "a", best_val_acc=0.205, **{key: values[0]})
+    run(tmp_path, "b", best_val_acc=0.230, **{key: values[1]})
+    table = report.summarize(report.load_runs(tmp_path))
+    assert key in table.setup_keys and len(table.rows) == 2
+    assert sorted(stat.mean for stat in cells(table).values()) == [0.205, 0.230]
+    assert not any("Repeated seeds" in n for n in table.notes())
+
+
 def test_batch_size_from_the_config_splits_runs_too(tmp_path: Path) -> None:
     run(tmp_path, "a", batch_size=32)
     run(tmp_path, "b", batch_size=64, seed=1)

@@ -46,9 +46,14 @@ def _dig(config: Any, dotted: str) -> Any:
     return config
 
 
-def _short(value: Any) -> Any:
-    # torch.optim.SGD -> SGD; StepLR stays readable in a table cell
-    if isinstance(value, str) and "." in value and " " not in value and not value[0].isdigit():
+# Class paths, shown by their class name (torch.optim.SGD -> SGD). Only these: a weights file's path or a
+# timm name such as resnet50.a1_in1k shortened to its last dot ("pth", "a1_in1k") made different
+# recipes one, and the report averaged runs of two weight files as repeated seeds.
+CLASS_KEYS = ("optimizer", "scheduler")
+
+
+def _short(key: str, value: Any) -> Any:
+    if key in CLASS_KEYS and isinstance(value, str) and "." in value and " " not in value:
         return value.rsplit(".", 1)[-1]
     return value
 
@@ -76,7 +81,7 @@ def read_recipe(folder: Path | None, metrics: dict[str, Any]) -> dict[str, Any]:
                 value = _dig(config, "model.scheduler.name")
         if isinstance(value, list):  # never a recipe key today; keep it hashable if one becomes a list
             value = tuple(value)
-        recipe[key] = _short(value)
+        recipe[key] = _short(key, value)
     if recipe.get("max_epochs") is None and isinstance(metrics.get("epochs"), int):
         recipe["max_epochs"] = metrics["epochs"]  # older metrics.json: epochs trained is the best guess
     return recipe
