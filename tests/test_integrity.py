@@ -115,6 +115,38 @@ def test_resuming_a_finished_run_changes_nothing(compose_cfg, tmp_path: Path, ca
 
 
 @pytest.mark.slow
+@pytest.mark.cli
+def test_a_refused_or_empty_resume_leaves_the_runs_record_alone_and_an_accepted_one_updates_it(
+    tmp_path: Path,
+) -> None:
+    """Hydra writes .hydra/ when a job starts: a refused resume rewrote the finished run's config (then
+    the report read the wrong recipe, eval the wrong colour mode) and left a failure.json beside its
+    metrics.json; a resume with nothing to train rewrote it with whatever was on the command line."""
+    out = tmp_path / "run"
+    first = run_cli(*TINY, "strategy=freeze", "dataset.color=gray", f"hydra.run.dir={out}")
+    assert first.returncode == 0, first.stderr[-2000:]
+    record = {p.name: p.read_bytes() for p in [*(out / ".hydra").iterdir(), out / "metrics.json"]}
+
+    # Other settings on a finished run used to be answered "nothing to resume" with its results.
+    refused = run_cli(*TINY, "strategy=finetune", "ckpt_path=last", f"hydra.run.dir={out}")
+    assert_user_error(refused, "belongs to a different run", "dataset.color=gray in the run, rgb now")
+    refused = run_cli(*TINY, "strategy=freeze", "dataset.color=gray", "model.optimizer.lr=0.5",
+                      "ckpt_path=last", f"hydra.run.dir={out}")  # fmt: skip
+    assert_user_error(refused, "belongs to a different run", "model.optimizer.lr=0.001 in the run, 0.5 now")
+    empty = run_cli(*TINY, "strategy=freeze", "dataset.color=gray", "ckpt_path=last", f"hydra.run.dir={out}")
+    assert empty.returncode == 0 and "nothing to resume" in empty.stderr + empty.stdout
+    assert {p.name: p.read_bytes() for p in [*(out / ".hydra").iterdir(), out / "metrics.json"]} == record
+    assert not (out / "failure.json").exists() and RunDir(out).status == COMPLETE
+
+    longer = run_cli(*TINY, "strategy=freeze", "dataset.color=gray", "trainer.max_epochs=2",
+                     "ckpt_path=last", f"hydra.run.dir={out}")  # fmt: skip
+    assert longer.returncode == 0, longer.stderr[-2000:]
+    assert "max_epochs: 2" in (out / ".hydra" / "config.yaml").read_text()
+    assert "ckpt_path=last" in (out / ".hydra" / "overrides.yaml").read_text()
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.slow
 def test_a_finished_run_that_lost_its_metrics_json_resumes_to_the_same_results(
     compose_cfg, tmp_path: Path
 ) -> None:

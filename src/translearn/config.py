@@ -374,6 +374,7 @@ class CommandLine:
     output_dir: str | None = None  # hydra.run.dir, or hydra.sweep.dir with -m
     resume: bool = False
     pinned_sweep_dir: bool = False  # the user gave hydra.sweep.dir
+    resumes_a_run: bool = False  # one run, ckpt_path set, into a folder that holds a run
     fixed_keys: tuple[str, ...] = ()  # -m: keys the command sets to one value (left out of cell names)
     excluded_keys: tuple[
         str, ...
@@ -443,6 +444,8 @@ def validate_command_line(argv: list[str]) -> CommandLine:
         check_writable(output_dir)
         if not args.multirun and "LOCAL_RANK" not in os.environ:  # DDP ranks re-enter the same run dir
             check_fresh_run_dir(output_dir, cfg.get("ckpt_path"))
+        if not args.multirun and cfg.get("ckpt_path"):
+            info.resumes_a_run = (Path(output_dir).expanduser() / ".hydra").is_dir()
     if args.multirun and info.output_dir and info.pinned_sweep_dir:
         from translearn.sweep import check_sweep_dir
 

@@ -16,6 +16,10 @@ class UserError(Exception):
     """A mistake in the user's input; the message says what is wrong and how to fix it."""
 
 
+class RunRefused(UserError):
+    """A resume refused before anything ran: the run it names is left exactly as it was (no failure.json)."""
+
+
 def exit_with(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
     """Print one line on stderr and exit; newlines in the message are folded so it stays one line."""
     line = " ".join(str(message).split())

@@ -27,7 +27,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from translearn.errors import UserError
+from translearn.errors import RunRefused
 from translearn.storage import write_atomic, write_json
 
 COMPLETE, FAILED, INTERRUPTED, PENDING = "complete", "failed", "interrupted", "pending"
@@ -126,7 +126,7 @@ class RunDir:
         last = self.checkpoints / "last.ckpt"
         files = self.checkpoint_files()
         if not files:
-            raise UserError(
+            raise RunRefused(
                 f"ckpt_path=last but {self.checkpoints} holds no checkpoint to resume from; "
                 "drop ckpt_path to start this run afresh"
             )
@@ -142,14 +142,14 @@ class RunDir:
                         stacklevel=2,
                     )
                     return candidate
-            raise UserError(
+            raise RunRefused(
                 f"{last} is unreadable ({why}) and no other checkpoint is good; move it away and rerun "
                 "without ckpt_path to start afresh"
             )
         for candidate in files:
             if readable_checkpoint(candidate) is None:
                 return candidate
-        raise UserError(
+        raise RunRefused(
             f"no readable checkpoint in {self.checkpoints}; rerun without ckpt_path to start afresh"
         )
 
@@ -257,7 +257,7 @@ def _check_same_run(folder: RunDir, checkpoint: Path, identity: dict[str, Any]) 
     changed = [k for k in sorted(set(stored) | set(identity)) if stored.get(k) != identity.get(k)]
     shown = "; ".join(f"{k}={stored.get(k)} in the run, {identity.get(k)} now" for k in changed[:3])
     more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-    raise UserError(
+    raise RunRefused(
         f"{checkpoint} belongs to a different run ({shown}{more}); resume with the run's own settings, "
         "or start a new run in another hydra.run.dir"
     )

@@ -27,10 +27,11 @@ from translearn import features, sweep
 from translearn.callbacks import RunIdentity, Throughput
 from translearn.checkpoints import AtomicCheckpointIO
 from translearn.config import instantiate, one_line, register_resolvers, validate_command_line
-from translearn.errors import UserError, exit_with
+from translearn.errors import RunRefused, UserError, exit_with
 from translearn.log import info_rank_zero, log, mute_lightning_noise
 from translearn.pretrain import resolve_weights
 from translearn.rundir import COMPLETE, CsvHistory, RunDir, run_identity
+from translearn.storage import write_atomic
 from translearn.weights import parse_weights, preprocessing_for
 
 register_resolvers()
@@ -42,13 +43,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out = Path(cfg.paths.output_dir)
     folder = RunDir(out)
     ckpt_path = cfg.get("ckpt_path")
+    identity = run_identity(cfg)
     if ckpt_path == "last":
         done = folder.metrics()
         if done is not None and int(done.get("epochs") or 0) >= int(cfg.trainer.max_epochs):
-            # Nothing left to train; a larger trainer.max_epochs continues the run instead.
+            # Nothing left to train (a larger trainer.max_epochs continues the run instead), if these are
+            # the run's own settings: other settings would be answered with another run's results.
+            if folder.checkpoint_files():
+                folder.check_same_run(folder.resume_checkpoint(), identity)
             log.info(f"{out} is already complete (metrics.json); nothing to resume")
             return done
         ckpt_path = str(folder.resume_checkpoint())
+    if ckpt_path:  # before anything is written: a refused resume leaves the run as it was
+        folder.check_same_run(Path(ckpt_path), identity)
+    if _first_process():  # DDP ranks started later by Lightning run this again
+        if ckpt_path:
+            _record_resumed_config(cfg, out)
+        folder.clear_failure()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     choice = parse_weights(
         cfg.model.get("library", "torchvision"), cfg.model.backbone, str(cfg.model.weights)
@@ -71,9 +82,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     if not (cfg.get("logger") or {}):  # Lightning refuses an LR monitor with nowhere to log
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    identity = run_identity(cfg)
-    if ckpt_path:
-        folder.check_same_run(Path(ckpt_path), identity)
     callbacks.append(RunIdentity(identity))
     resumed_from = Path(ckpt_path) if ckpt_path else None
     loggers = [_make_logger(c, folder, resumed_from) for c in (cfg.get("logger") or {}).values() if c]
@@ -164,6 +172,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return metrics
     finally:
         _finish_wandb()
+
+
+def _record_resumed_config(cfg: DictConfig, out: Path) -> None:
+    """The resumed run's ``.hydra`` files, written once its resume is accepted.
+
+    ``main`` tells Hydra not to write them for a resume (``hydra.output_subdir=null``): Hydra writes at job
+    start, so a refused resume (other settings) or one with nothing left to train rewrote the finished
+    run's recorded config, which the report and ``translearn.eval`` read.
+    """
+    if not HydraConfig.initialized() or HydraConfig.get().output_subdir is not None:
+        return  # Hydra wrote them (an older command line), or no Hydra job (tests, notebooks)
+    hydra_cfg = HydraConfig.get()
+    record = out / ".hydra"
+    record.mkdir(parents=True, exist_ok=True)
+    write_atomic(record / "config.yaml", OmegaConf.to_yaml(cfg))
+    write_atomic(record / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
+    write_atomic(record / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
 
 
 def _throughput(trainer: pl.Trainer) -> dict[str, float | None]:
@@ -267,10 +292,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         return _in_process_cell(cfg)
     folder = RunDir(Path(cfg.paths.output_dir))
-    folder.clear_failure()
     _log_to_run_file()
     try:
         metrics = run(cfg)
+    except RunRefused as exc:
+        exit_with(str(exc))
     except UserError as exc:
         _record_failure(folder, str(exc))
         exit_with(str(exc))
@@ -280,8 +306,13 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return sweep.objective(metrics, cfg.get("optimized_metric"))
 
 
+def _first_process() -> bool:
+    """Rank 0 of a DDP job (torchrun, SLURM, Lightning's launcher), or the only process."""
+    return all(os.environ.get(v, "0") == "0" for v in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
 def _record_failure(folder: RunDir, reason: str) -> None:
-    if int(os.environ.get("LOCAL_RANK", "0")) == 0 and folder.path.is_dir():
+    if _first_process() and folder.path.is_dir():
         folder.record_failure(reason)
 
 
@@ -299,7 +330,6 @@ def _in_process_cell(cfg: DictConfig) -> float | None:
     if cfg.sweep.resume and cell.checkpoint_files():
         with open_dict(cfg):
             cfg.ckpt_path = "last"
-    cell.clear_failure()
     strategy = str(cfg.trainer.get("strategy", ""))
     try:
         if "ddp" in strategy and "spawn" not in strategy and "SLURM_NTASKS" not in os.environ:
@@ -310,7 +340,8 @@ def _in_process_cell(cfg: DictConfig) -> float | None:
         metrics = run(cfg)
     except Exception as exc:  # one cell's failure must not end the sweep
         reason = str(exc) if isinstance(exc, UserError) else one_line(exc)
-        cell.record_failure(reason)
+        if not isinstance(exc, RunRefused):  # a refused resume leaves the cell as it was
+            cell.record_failure(reason)
         log.error(f"cell {cell.name} failed: {reason}")
         raise sweep.CellFailed(f"translearn: error: cell {cell.name} failed: {reason}") from None
     return sweep.objective(metrics, cfg.get("optimized_metric"))
@@ -329,6 +360,8 @@ def main() -> None:
     except UserError as exc:
         exit_with(str(exc))
     if not (info.multirun and info.output_dir):
+        if info.resumes_a_run and not any(a.startswith("hydra.output_subdir=") for a in sys.argv):
+            sys.argv.append("hydra.output_subdir=null")  # run() rewrites .hydra once the resume is accepted
         _hydra_main()
         return
     sweep_dir = Path(info.output_dir)
