@@ -210,6 +210,22 @@ def test_eval_on_its_own_splits_reproduces_the_runs_numbers_and_confusion(traine
 
 
 @pytest.mark.slow
+def test_eval_reads_the_colour_mode_of_the_checkpoint_not_of_an_edited_config(
+    trained: Path, tmp_path: Path
+) -> None:
+    """An RGB model whose run config was later edited to gray (3-channel replicate, so no channel check
+    fails) was silently scored on gray images; the checkpoint says what the model learnt on."""
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy, ignore=shutil.ignore_patterns("eval"))
+    config = copy / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace("color: rgb", "color: gray"))
+    assert "color: gray" in config.read_text()
+    evaluate.main([str(copy)])
+    val = json.loads((copy / "eval" / "val" / "metrics.json").read_text())
+    assert val["acc"] == pytest.approx(json.loads((trained / "metrics.json").read_text())["best_val_acc"])
+
+
+@pytest.mark.slow
 def test_eval_on_an_image_folder_of_the_same_classes_scores_every_image_by_class_name(
     trained: Path, tmp_path: Path
 ) -> None:

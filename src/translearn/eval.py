@@ -18,7 +18,9 @@ holds ``metrics.json`` and ``confusion_<split>.csv``.
 Pitfalls: a folder whose class names differ from the run's would be scored with shuffled labels, so it is
 a one-line error naming the missing and extra classes; the preprocessing keys (``dataset.image_size``,
 ``resize_ratio``, ``interpolation``, ``mean``, ``std``) are the checkpoint's unless given on this command
-line, so ``dataset=imagefolder`` does not bring its own 224 px crop to a model trained at 64.
+line, so ``dataset=imagefolder`` does not bring its own 224 px crop to a model trained at 64; so is the colour
+mode (``dataset.color``, ``gray_mode``): a gray model is never scored on RGB images because the run's
+config file was edited.
 """
 
 from __future__ import annotations
@@ -49,8 +51,14 @@ def _one_line(exc: Exception) -> str:
     return one_line(exc)
 
 
-def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConfig, dict[str, Any]]:
-    """The dataset node to build (the run's, with the overrides) and the Trainer arguments given."""
+def apply_overrides(
+    cfg: DictConfig, overrides: Sequence[str], colour: dict[str, Any] | None = None
+) -> tuple[DictConfig, dict[str, Any]]:
+    """The dataset node to build (the run's, with the overrides) and the Trainer arguments given.
+
+    ``colour``: the checkpoint's ``color`` and ``gray_mode``, which win over the run's config unless given
+    on the command line: the config is a file a user can edit, the checkpoint is what the model learnt on.
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from translearn.config import check_keys, compose_config
@@ -99,6 +107,9 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str]) -> tuple[DictConf
         for key in PREPROCESSING_KEYS:  # null: the checkpoint's own preprocessing (see the module docstring)
             if key in node and key not in given:
                 node[key] = None
+        for key, value in (colour or {}).items():
+            if key in node and key not in given and value is not None:
+                node[key] = value
         if "num_classes" in node and "num_classes" not in given:
             node.num_classes = None  # the class names are compared instead, with a clearer message
         for key, value in dataset_keys:
@@ -123,7 +134,8 @@ def build_data(run_dir: Path, overrides: Sequence[str], trained: Trained) -> tup
     cfg = OmegaConf.load(config)
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)  # ${hydra:runtime.output_dir} has no Hydra run to read here
-    node, trainer = apply_overrides(cfg, overrides)
+    colour = {key: trained.hparams.get(key) for key in ("color", "gray_mode")}
+    node, trainer = apply_overrides(cfg, overrides, colour)
     chans = input_channels(str(node.get("color", "rgb")), str(node.get("gray_mode", "replicate")))
     if chans != int(trained.hparams.get("in_chans", 3)):
         raise UserError(
