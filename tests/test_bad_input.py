@@ -42,6 +42,13 @@ COMMAND_LINE = [
     ),
     (["+dataset.vflip=true"], ("unknown key dataset.vflip", "ShapesDataModule")),
     (["+strategy.warmup=3"], ("unknown key strategy.warmup", "Finetune")),
+    # Misspelt keys: Hydra's "use +stratgy=freeze to append" hint trained the default strategy silently.
+    (["stratgy=freeze"], ("unknown key stratgy", "did you mean strategy?")),
+    (["+stratgy=freeze"], ("unknown key stratgy", "did you mean strategy?")),
+    (["+seeed=3"], ("unknown key seeed", "did you mean seed?")),
+    (["+lr=0.1"], ("unknown key lr", "did you mean model.optimizer.lr?")),
+    (["+max_epochs=3"], ("unknown key max_epochs", "did you mean trainer.max_epochs?")),
+    (["+trainer.max_epoch=1"], ("unknown key trainer.max_epoch", "did you mean trainer.max_epochs?")),
     (["dataset=_base"], ("dataset=_base holds the keys every dataset shares; it is not a dataset",)),
     (
         ["-m", "strategy=finetune,freeze,first_k", "strategy.k=1,2"],

@@ -231,7 +231,7 @@ def check_values(cfg: DictConfig) -> None:
     root = cfg.dataset.get("root")
     if root and Path(str(root)).expanduser().is_file():
         raise UserError(f"dataset.root={root} is a file, not a folder; pass the folder that holds the data")
-    for group in ("dataset", "strategy", "model"):
+    for group in ("dataset", "strategy", "model", "trainer"):  # trainer: +trainer.max_epoch=1
         check_keys(group, cfg[group])
     from translearn.extras import check_config
     from translearn.sweep import objective_key
@@ -299,9 +299,14 @@ def check_keys(group: str, node: DictConfig) -> None:
             break  # this __init__ passes nothing further up
     unknown = [k for k in node if not str(k).startswith("_") and k not in accepted]
     if unknown:
-        keys = ", ".join(sorted(accepted - {"self"}))
+        import difflib
+
+        names = sorted(accepted - {"self"})
+        close = difflib.get_close_matches(str(unknown[0]), names, n=1)
+        hint = f"did you mean {group}.{close[0]}? " if close else ""
         raise UserError(
-            f"unknown key {group}.{unknown[0]}: {target.__name__} takes no '{unknown[0]}' (it takes: {keys})"
+            f"unknown key {group}.{unknown[0]}: {target.__name__} takes no '{unknown[0]}' ({hint}"
+            f"it takes: {', '.join(names)})"
         )
 
 
@@ -401,6 +406,7 @@ def validate_command_line(argv: list[str]) -> CommandLine:
             for o in parsed
             if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")
         )
+    check_top_level_keys(args.overrides, args.config_dir, args.config_name or CONFIG_NAME)
     cells = expand_sweep(args.overrides) if args.multirun else [args.overrides]
     first = True
     if args.multirun:
@@ -451,6 +457,65 @@ def validate_command_line(argv: list[str]) -> CommandLine:
 
         check_sweep_dir(Path(info.output_dir), info.resume)
     return info
+
+
+def check_top_level_keys(overrides: list[str], config_dir: str | None, config_name: str) -> None:
+    """A misspelt key (``stratgy=freeze``, ``+seeed=3``, ``+lr=0.1``) is a one-line error with the likely key.
+
+    Hydra answers an unknown key with "use +stratgy=freeze to append", and following that hint trained the
+    default strategy without a word. A new top-level key that resembles no key of the config (``+tag=a``)
+    stays allowed: a label that names the cells of a sweep.
+    """
+    import difflib
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception:
+        return  # composing reports a malformed override in its own words
+    dirs = [CONFIG_DIR, *([Path(config_dir).expanduser()] if config_dir else [])]
+    groups = {p.name for d in dirs if d.is_dir() for p in d.iterdir() if p.is_dir()}
+    cfg: DictConfig | None = None
+    for o in parsed:
+        top = o.key_or_group.split(".", 1)[0].split("/", 1)[0].split("@", 1)[0]
+        if top == "hydra" or top in groups:
+            continue
+        if cfg is None:
+            try:
+                cfg = compose_config([], config_dir, config_name)
+            except Exception:
+                return  # the config itself does not compose: the cells' composition says why
+            finally:
+                GlobalHydra.instance().clear()
+        if top in cfg:
+            continue
+        names = sorted((set(cfg) | groups) - {"hydra"})
+        leaves = _leaf_paths(OmegaConf.to_container(cfg, resolve=False))
+        close = difflib.get_close_matches(top, names, n=1) or [
+            leaves[m] for m in difflib.get_close_matches(top, list(leaves), n=1, cutoff=0.8)
+        ]
+        if o.is_add() and not close and "." not in o.key_or_group:
+            continue  # +tag=baseline: a label of the user's own
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise UserError(
+            f"unknown key {o.key_or_group} in {o.input_line}: nothing reads '{top}' ({hint}"
+            f"translearn's keys: {', '.join(names)})"
+        )
+
+
+def _leaf_paths(tree: Any, prefix: str = "") -> dict[str, str]:
+    """Each leaf key's name -> its first dotted path (``lr`` -> ``model.optimizer.lr``)."""
+    found: dict[str, str] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict):
+                for name, where in _leaf_paths(value, path).items():
+                    found.setdefault(name, where)
+            elif not str(key).startswith("_"):
+                found.setdefault(str(key), path)
+    return found
 
 
 def _sweeper_params(fixed: list[str], config_dir: str | None, config_name: str) -> list[str]:
