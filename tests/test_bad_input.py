@@ -131,3 +131,23 @@ def test_report_skips_metrics_with_values_of_the_wrong_type(field: str, value, t
     path.write_text(json.dumps({**good, field: value}))
     with pytest.raises(ValueError, match=f"has {field}="):
         read_metrics(path)
+
+
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("trainer.precision=bf17", ("the trainer settings do not work here", "Precision 'bf17' is invalid")),
+        ("+trainer.strategy=nope", ("the trainer settings do not work here", "invalid strategy name")),
+    ],
+)
+def test_trainer_settings_lightning_refuses_are_one_line_user_errors(
+    compose_cfg, tmp_path: Path, override: str, fragments: tuple[str, ...]
+) -> None:
+    """They were Hydra's "Error executing job" and an exception chain, recorded but never a one-liner."""
+    from translearn.train import run
+
+    with pytest.raises(UserError) as err:
+        run(compose_cfg(override, run_dir=tmp_path / "run"))
+    assert "\n" not in str(err.value)
+    for fragment in fragments:
+        assert fragment in str(err.value)

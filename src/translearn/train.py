@@ -88,9 +88,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     csv_history = CsvHistory.before_resume(loggers, resumed_from)
     extra = cfg.trainer.get("plugins")
     plugins = [*(instantiate(extra) if extra else []), AtomicCheckpointIO()]
-    trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins
-    )
+    trainer = _make_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
     cache_start = time.perf_counter()
     data, cache_line = features.maybe_cache(
         policy.cache_features, model, datamodule, cfg.paths.cache_dir, policy.cache_views, policy.cache_dtype,
@@ -172,6 +170,29 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return metrics
     finally:
         _finish_wandb()
+
+
+def _make_trainer(node: DictConfig, **kwargs: Any) -> pl.Trainer:
+    """The Trainer; settings it refuses (no GPU for trainer=gpu, precision=bf17) are one line, not Hydra's
+    "Error executing job" with a chain of exceptions."""
+    from hydra.errors import InstantiationException
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if not isinstance(cause, MisconfigurationException | ValueError | TypeError):
+            raise
+        accelerator = str(node.get("accelerator", ""))
+        hint = ""
+        if accelerator in ("gpu", "cuda", "mps") and not (
+            torch.cuda.is_available() or torch.backends.mps.is_available()
+        ):
+            hint = f"; trainer.accelerator={accelerator} needs a GPU and none is visible: use trainer=auto"
+        raise UserError(
+            f"the trainer settings do not work here: {' '.join(str(cause).split())}{hint}"
+        ) from None
 
 
 def _record_resumed_config(cfg: DictConfig, out: Path) -> None:
