@@ -49,6 +49,10 @@ COMMAND_LINE = [
     (["+lr=0.1"], ("unknown key lr", "did you mean model.optimizer.lr?")),
     (["+max_epochs=3"], ("unknown key max_epochs", "did you mean trainer.max_epochs?")),
     (["+trainer.max_epoch=1"], ("unknown key trainer.max_epoch", "did you mean trainer.max_epochs?")),
+    (  # the whole grid is checked before its first cell starts, not when this cell's turn comes
+        ["-m", "strategy=freeze,lp_ft", "trainer.max_epochs=2"],
+        ("strategy.probe_epochs=5 leaves no fine-tuning epoch in trainer.max_epochs=2",),
+    ),
     (["dataset=_base"], ("dataset=_base holds the keys every dataset shares; it is not a dataset",)),
     (
         ["-m", "strategy=finetune,freeze,first_k", "strategy.k=1,2"],
