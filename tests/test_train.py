@@ -78,6 +78,17 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(compose_cfg, tmp_path
 
 
 @pytest.mark.slow
+def test_fast_dev_run_records_no_result(compose_cfg, tmp_path: Path) -> None:
+    """debug=fast_dev_run is a smoke check: it wrote a 'complete' metrics.json (best_val_acc 0.0) that
+    a later report over the folder counted as a run, and csv/hparams.yaml."""
+    out = tmp_path / "fdr"
+    metrics = run(compose_cfg("+trainer.fast_dev_run=true", run_dir=out))
+    assert metrics["epochs"] == 1
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == [], written
+
+
+@pytest.mark.slow
 def test_pretrained_start_is_used_when_given(compose_cfg, tmp_path: Path) -> None:
     from translearn.backbones import build_backbone
 

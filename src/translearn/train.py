@@ -97,7 +97,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     cache_seconds = time.perf_counter() - cache_start
     info_rank_zero(cache_line)
     try:
-        for logger in loggers:
+        for logger in trainer.loggers:  # Lightning's: none under fast_dev_run
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         start = time.perf_counter()
         try:
@@ -158,6 +158,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "sweep_id": cfg.get("sweep", {}).get("id"), "run_dir": str(out), "status": "complete",
         }  # fmt: skip
+        if trainer.fast_dev_run:  # a smoke check of one batch: no result a report could pick up
+            if trainer.is_global_zero:
+                log.info(f"fast_dev_run passed: one batch of each split ran; nothing recorded in {out}")
+            return metrics
         if trainer.is_global_zero:
             # The best checkpoint's confusion matrices, by class name, before metrics.json marks it complete.
             if best_val:
