@@ -308,3 +308,31 @@ def test_onnx_export_without_onnxruntime_says_its_check_was_skipped(
     meta = json.loads(path.with_name("m.onnx.json").read_text())
     assert "onnxruntime is not installed" in meta["check"]["skipped"] and path.stat().st_size > 0
     assert "pip install 'translearn[onnx]'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_and_export_replace_their_own_outputs_but_never_a_users_file(
+    trained: Path, tmp_path: Path
+) -> None:
+    """--out named a file of the user's (a label list, a model of theirs) and it was replaced silently."""
+    labels, model = tmp_path / "labels.csv", tmp_path / "model.pt"
+    labels.write_text("file,class\na.png,ants\n")
+    model.write_bytes(b"someone's model")
+    image = str(sorted(CaptureVal.probs)[0])
+    for command, args in (
+        (predict.main, [str(trained), image, "--out", str(labels)]),
+        (export.main, [str(trained), "--format", "torchscript", "--out", str(model)]),
+    ):
+        with pytest.raises(SystemExit):
+            command(args)
+    assert labels.read_text() == "file,class\na.png,ants\n" and model.read_bytes() == b"someone's model"
+
+    mine = tmp_path / "p.csv"
+    predict.main([str(trained), image, "--out", str(mine)])
+    predict.main([str(trained), image, image, "--out", str(mine), "--top-k", "2"])  # its own: replaced
+    assert mine.read_text().startswith("path,label,prob,label_2,prob_2")
+    predict.main([str(trained), image, "--out", str(labels), "--force"])
+    assert labels.read_text().startswith("path,label,prob")
+    export.main([str(trained), "--format", "torchscript", "--out", str(model), "--force"])
+    export.main([str(trained), "--format", "torchscript", "--out", str(model)])  # its own now
+    assert model.stat().st_size > 1000

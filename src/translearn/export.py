@@ -26,6 +26,7 @@ Pitfalls:
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
@@ -177,7 +178,18 @@ def sidecar(trained: Trained, fmt: str, path: Path, check: dict[str, Any]) -> di
     }  # fmt: skip
 
 
-def export(target: str | Path, fmt: str, out: str | Path | None = None) -> dict[str, Any]:
+def _is_export(path: Path) -> bool:
+    """An earlier export (its sidecar names it): a new export may replace it; anything else is the user's."""
+    try:
+        meta = json.loads(sidecar_path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("file") == path.name and "class_names" in meta
+
+
+def export(
+    target: str | Path, fmt: str, out: str | Path | None = None, force: bool = False
+) -> dict[str, Any]:
     """Write the model and its sidecar, check the model against PyTorch; returns the sidecar."""
     trained = load_trained(target)
     net = trained.module.net.float().eval()
@@ -187,6 +199,11 @@ def export(target: str | Path, fmt: str, out: str | Path | None = None) -> dict[
     if path.is_dir():
         raise UserError(
             f"--out {path} is a folder; pass the file to write (e.g. {path / ('model' + FORMATS[fmt])})"
+        )
+    if path.exists() and not force and not _is_export(path):
+        raise UserError(
+            f"{path} exists and is not a model translearn exported (no {sidecar_path(path).name} beside it); "
+            "choose another --out, or pass --force to replace it"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, int(h.get("in_chans", 3)), crop, crop)
@@ -242,11 +259,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--format", choices=tuple(FORMATS), required=True, dest="fmt")
     parser.add_argument(
-        "--out", metavar="PATH", help="the file to write (default: RUN_DIR/export/model.onnx or model.pt)"
+        "--out",
+        metavar="PATH",
+        help="the file to write (default: RUN_DIR/export/model.onnx or model.pt); an existing file is "
+        "replaced only if it is an earlier export",
     )
+    parser.add_argument("--force", action="store_true", help="replace --out even if it is some other file")
     args = parser.parse_args(argv)
     try:
-        export(args.target, args.fmt, args.out)
+        export(args.target, args.fmt, args.out, args.force)
     except UserError as exc:
         exit_with(str(exc))
 

@@ -95,6 +95,15 @@ def csv_text(rows: Sequence[tuple[str, torch.Tensor]], class_names: Sequence[str
     return out.getvalue()
 
 
+def _is_predictions_csv(path: Path) -> bool:
+    """An earlier output of predict (its header), which a rerun may replace; anything else is the user's."""
+    try:
+        with open(path, newline="") as f:
+            return f.readline().startswith("path,label,prob")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         usage_hint="python -m translearn.predict RUN_DIR_OR_CKPT INPUT... [--out CSV] [--top-k N]",
@@ -115,8 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--out",
-        help="the CSV to write; '-' for stdout (default: predictions.csv, never replaced unless named here)",
+        help="the CSV to write; '-' for stdout (default: predictions.csv). An existing file is replaced only "
+        "if it is an earlier predictions CSV",
     )
+    parser.add_argument("--force", action="store_true", help="replace --out even if it is some other file")
     parser.add_argument(
         "--top-k", type=int, default=1, metavar="K", help="classes per image, most likely first (default: 1)"
     )
@@ -150,8 +161,11 @@ def run(args: argparse.Namespace) -> None:
     from translearn.data.files import find_images, why_unreadable
 
     out = None if args.out == "-" else Path(args.out or "predictions.csv")
-    if out is not None and args.out is None and out.exists():
-        raise UserError(f"{out} already exists; pass --out FILE (a file named with --out is replaced)")
+    if out is not None and out.exists() and not args.force and not _is_predictions_csv(out):
+        raise UserError(
+            f"{out} exists and is not a predictions CSV of translearn; choose another --out, or pass --force "
+            "to replace it"
+        )
     say = log.info if out is not None else (lambda _line: None)  # stdout holds the CSV with --out -
     found = find_images(args.inputs)
     if not found.files:
