@@ -80,10 +80,13 @@ class _NoAdvert(logging.Filter):
 
 
 def mute_lightning_noise() -> None:
-    """Keep Lightning's useful lines, drop its noise: an advert per Trainer, and a deprecation notice that
-    Lightning's own pytree code triggers on recent torch (nothing a user can act on). Idempotent; by logger
-    name, so Lightning is not imported here."""
+    """Keep Lightning's useful lines, drop its noise: an advert per Trainer, a deprecation notice that
+    Lightning's own pytree code triggers on recent torch (nothing a user can act on), and its alarm at the
+    frozen BatchNorm layers in eval mode. Idempotent; by logger name, so Lightning is not imported here."""
     rank_zero = logging.getLogger("pytorch_lightning.utilities.rank_zero")
     if not any(isinstance(f, _NoAdvert) for f in rank_zero.filters):
         rank_zero.addFilter(_NoAdvert())
     warnings.filterwarnings("ignore", message=r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    # Every run with frozen BatchNorm: they are in eval mode on purpose (bn=frozen), and translearn's own
+    # startup line names the frozen stages; Lightning's "may lead to unexpected behavior" only alarms.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
