@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -147,17 +148,24 @@ def test_lightning_checkpoint_works_as_a_weights_file(tmp_path: Path) -> None:
     ("make_file", "message"),
     [
         (lambda p: None, "does not exist"),
-        (lambda p: p.write_text("not a checkpoint"), "cannot read weights file"),
+        (lambda p: p.write_text("not a checkpoint"), "not a file torch.save or safetensors wrote"),
+        (lambda p: p.write_bytes(os.urandom(5000)), "not a file torch.save or safetensors wrote"),
+        (  # torch.save(model): torch's own message is a paragraph about trust, with terminal escapes
+            lambda p: torch.save(torchvision.models.resnet18(), p),
+            "it holds a pickled torchvision.models.resnet.ResNet object, not a dict of tensors",
+        ),
+        (lambda p: p.mkdir(), "is a folder; pass the state_dict file inside it"),
         (lambda p: torch.save(torchvision.models.resnet34().state_dict(), p), "does not fit resnet18"),
         (lambda p: torch.save({"x": 1}, p), "does not hold a state_dict"),
     ],
-    ids=["missing", "garbage", "other-architecture", "not-tensors"],
+    ids=["missing", "text", "random-bytes", "pickled-model", "folder", "other-architecture", "not-tensors"],
 )
 def test_bad_weights_files_are_user_errors(tmp_path: Path, make_file, message: str) -> None:
     path = tmp_path / "w.pt"
     make_file(path)
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(UserError, match=re.escape(message)) as err:
         build_backbone("resnet18", num_classes=3, weights=str(path))
+    assert "\x1b" not in str(err.value) and "\n" not in str(err.value)
 
 
 def test_gray_adapt_sums_the_first_conv_over_rgb(tmp_path: Path) -> None:

@@ -102,6 +102,8 @@ def parse_weights(library: str, arch: str, spec: str | None) -> WeightsChoice:
         return WeightsChoice(library, model, value)
     if looks_like_path(value) or Path(value).expanduser().is_file():
         path = Path(value).expanduser()
+        if path.is_dir():
+            raise UserError(f"weights file {value} is a folder; pass the state_dict file inside it")
         if not path.is_file():
             raise UserError(
                 f"weights file {value} does not exist; pass model.weights=imagenet, none, a weight name "

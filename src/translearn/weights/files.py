@@ -52,6 +52,8 @@ def read_state_dict(path: str | Path, fix: str = "") -> OrderedDict:
     """
     file = Path(path).expanduser()
     fix = fix or "save one with torch.save(model.state_dict(), PATH)"
+    if file.is_dir():
+        raise UserError(f"weights file {path} is a folder; pass the state_dict file inside it")
     if not file.is_file():
         raise UserError(
             f"weights file {path} does not exist; pass model.weights=imagenet, none, or a state_dict path"
@@ -66,9 +68,7 @@ def read_state_dict(path: str | Path, fix: str = "") -> OrderedDict:
     except ImportError:
         raise UserError(f"reading {file} needs safetensors: pip install safetensors") from None
     except Exception as exc:  # torch raises many types for foreign, truncated or corrupt files
-        raise UserError(
-            f"cannot read weights file {file} as a state_dict ({first_line(exc)}); {fix}"
-        ) from None
+        raise UserError(f"cannot read weights file {file} as a state_dict ({_why(exc)}); {fix}") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = _network_only(obj["state_dict"])  # a Lightning checkpoint: keep the network, not metric states
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -77,6 +77,20 @@ def read_state_dict(path: str | Path, fix: str = "") -> OrderedDict:
         if all(k.startswith(prefix) for k in obj):
             obj = strip_prefix(obj, prefix)
     return obj if isinstance(obj, OrderedDict) else _with_metadata(obj, getattr(obj, "_metadata", None))
+
+
+def _why(exc: Exception) -> str:
+    """torch.load's reason in a few words: its weights_only messages are paragraphs about trust."""
+    import re
+
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:  # torch.save(model): the pickled class, which a weights file must not make us import
+        name = found.group(1)
+        return f"it holds a pickled {name} object, not a dict of tensors; not unpickled, it could run code"
+    if "WeightsUnpickler error" in text or "invalid load key" in text or "central directory" in text:
+        return "not a file torch.save or safetensors wrote, or cut short"
+    return first_line(exc)
 
 
 def _network_only(state: dict) -> dict:
