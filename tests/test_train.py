@@ -78,6 +78,27 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(compose_cfg, tmp_path
 
 
 @pytest.mark.slow
+def test_metrics_record_the_normalisation_the_images_really_got(compose_cfg, tmp_path: Path) -> None:
+    """gray + adapt feeds one luma channel normalised with luma statistics; preprocessing keeps the
+    weights' RGB values, so metrics.json's normalize must say what was applied. Read back from the eval
+    transform itself: two flat images give two outputs, hence mean and std."""
+    from PIL import Image
+
+    from translearn.config import instantiate
+
+    cfg = compose_cfg("dataset.color=gray", "dataset.gray_mode=adapt", "strategy=freeze")
+    metrics = run(cfg)
+    data = instantiate(cfg.dataset, _partial_=True)(preprocessing=None)
+    transform = data.transform(train=False)
+    low, high = (transform(Image.new("RGB", (40, 40), (v, v, v)))[0, 0, 0].item() for v in (51, 204))
+    std = (204 - 51) / 255 / (high - low)
+    mean = 51 / 255 - low * std
+    assert metrics["normalize"]["mean"] == [pytest.approx(mean, abs=1e-5)]
+    assert metrics["normalize"]["std"] == [pytest.approx(std, abs=1e-5)]
+    assert len(metrics["preprocessing"]["mean"]) == 3  # the weights' own, as the checkpoint keeps them
+
+
+@pytest.mark.slow
 def test_fast_dev_run_records_no_result(compose_cfg, tmp_path: Path) -> None:
     """debug=fast_dev_run is a smoke check: it wrote a 'complete' metrics.json (best_val_acc 0.0) that
     a later report over the folder counted as a run, and csv/hparams.yaml."""

@@ -138,6 +138,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "stages": getattr(policy, "stages", None), "probe_epochs": getattr(policy, "probe_epochs", None),
             "backbone": cfg.model.backbone, "library": model.net.library, "weights": str(cfg.model.weights),
             "weights_used": choice.label, "preprocessing": datamodule.preprocessing.as_dict(),
+            "normalize": _normalize(datamodule),
             "feature_cache": isinstance(data, features.CachedFeatures),
             "cache_seconds": round(cache_seconds, 2),
             "train_inputs": features.training_inputs(data, trainer.max_epochs or epochs),
@@ -174,6 +175,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return metrics
     finally:
         _finish_wandb()
+
+
+def _normalize(datamodule: Any) -> dict[str, list[float]]:
+    """The mean and std the images were normalised with: ``preprocessing`` holds the weights' RGB values,
+    and gray + adapt feeds one luma channel normalised with their luma equivalents."""
+    from translearn.data.transforms import normalization
+
+    prep = datamodule.preprocessing
+    mean, std = normalization(datamodule.color, datamodule.gray_mode, prep.mean, prep.std)
+    return {"mean": list(mean), "std": list(std)}
 
 
 def _make_trainer(node: DictConfig, **kwargs: Any) -> pl.Trainer:
