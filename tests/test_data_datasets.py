@@ -297,6 +297,16 @@ def test_fewer_than_two_classes_is_a_user_error(tmp_path: Path) -> None:
         read_classes(ImageFolderDataModule, root, tmp_path)
 
 
+def test_too_few_images_for_a_validation_split_says_so(tmp_path: Path) -> None:
+    """One image per class: every image goes to training. It said "no training or validation images"."""
+    root = publishers.imagefolder(tmp_path / "f", counts={"a": 1, "b": 1})
+    with pytest.raises(UserError) as info:
+        read_classes(ImageFolderDataModule, root, tmp_path)
+    message = str(info.value)
+    assert "no validation images" in message and "training" not in message.split("images under")[0]
+    assert "too few to split off a validation set" in message and "dataset.val_fraction" in message
+
+
 def test_zero_images_after_verification_is_a_user_error(tmp_path: Path) -> None:
     for cls in ("a", "b"):
         publishers.write_bad(tmp_path / "f" / cls)

@@ -31,6 +31,7 @@ from translearn.data.transforms import (
 from translearn.errors import UserError
 
 SPLITS = ("train", "val", "test")
+_SPLIT_WORDS = {"train": "training", "val": "validation"}
 
 
 @dataclass
@@ -184,8 +185,19 @@ class ImageDataModule(pl.LightningDataModule):
                     f"{self.name}: dataset.num_classes={self.expected_classes} but {self.root} holds "
                     f"{len(index.classes)} classes; fix dataset.num_classes or the folder"
                 )
-            if index.count("train") == 0 or index.count("val") == 0:
-                raise UserError(f"{self.name}: no training or validation images under {self.root}")
+            empty = [split for split in ("train", "val") if index.count(split) == 0]
+            if empty:
+                total = sum(index.count(split) for split in ("train", "val", "test"))
+                hint = (
+                    f"; {total} image(s) in all: too few to split off a validation set (add images, or "
+                    "raise dataset.val_fraction)"
+                    if empty == ["val"] and total
+                    else ""
+                )
+                raise UserError(
+                    f"{self.name}: no {' or '.join(_SPLIT_WORDS[s] for s in empty)} images under {self.root}"
+                    f"{hint}"
+                )
             self._index = index
         return self._index
 
