@@ -327,6 +327,8 @@ def test_fetch_cli_is_a_one_line_error_offline(torch_home: Path) -> None:
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "resnet50-11ad3fa6.pth" in proc.stderr
+    # It suggested running this very command; the fix is to run it without the offline switch.
+    assert "env -u TRANSLEARN_OFFLINE -u HF_HUB_OFFLINE python -m translearn.weights fetch" in proc.stderr
 
 
 # --- timm weights from the Hugging Face cache -------------------------------------------------------

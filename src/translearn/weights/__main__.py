@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _rerun(command: str) -> str:
+    """The fetch command to suggest; run with the offline switch set, suggesting itself went in a circle."""
+    if not cache.offline():
+        return command
+    return f"env -u TRANSLEARN_OFFLINE -u HF_HUB_OFFLINE {command}"
+
+
 def fetch(spec: str, library: str) -> Path:
     """Download (or verify) one model's weights; returns the cached file."""
     name, _, weights = spec.partition(":")
@@ -53,7 +60,7 @@ def fetch(spec: str, library: str) -> Path:
         raise UserError(f"{spec}: fetch takes NAME or NAME:WEIGHTS with a weight name, not '{weights}'")
     if library == "timm":
         cfg = timm_pretrained_cfg(choice)
-        hint = f"python -m translearn.weights fetch {choice.arch}.{choice.name} --library timm"
+        hint = _rerun(f"python -m translearn.weights fetch {choice.arch}.{choice.name} --library timm")
         if cfg.hf_hub_id:
             path = cache.timm_file(cfg.hf_hub_id, f"timm {choice.arch}.{choice.name} weights", hint)
         else:
@@ -70,7 +77,7 @@ def fetch(spec: str, library: str) -> Path:
         path.replace(bad)  # kept until the new copy is in place, then removed
         try:
             cache.ensure_url(
-                enum.url, f"{choice.label} weights", f"python -m translearn.weights fetch {label}"
+                enum.url, f"{choice.label} weights", _rerun(f"python -m translearn.weights fetch {label}")
             )
         except UserError:
             bad.replace(path)  # put the old file back: nothing is lost on failure
@@ -80,7 +87,9 @@ def fetch(spec: str, library: str) -> Path:
     elif path.is_file():
         status = "already cached"
     else:
-        cache.ensure_url(enum.url, f"{choice.label} weights", f"python -m translearn.weights fetch {label}")
+        cache.ensure_url(
+            enum.url, f"{choice.label} weights", _rerun(f"python -m translearn.weights fetch {label}")
+        )
         status = "downloaded"
     read_state_dict(path, f"delete {path} and fetch it again")
     check = f", sha256 {_prefix(path)}… matches its name" if _prefix(path) else ""
