@@ -36,10 +36,34 @@ def register_resolvers() -> None:
         from translearn.sweep import safe_name
 
         OmegaConf.register_new_resolver("translearn.safe_name", lambda name: safe_name(str(name)))
+    if not OmegaConf.has_resolver("translearn.config_groups"):  # conf/hydra/default.yaml: --help
+        OmegaConf.register_new_resolver("translearn.config_groups", config_groups)
     if not OmegaConf.has_resolver("translearn.slurm_tasks"):  # conf/launcher/slurm.yaml
         OmegaConf.register_new_resolver("translearn.slurm_tasks", slurm_tasks)
     if not OmegaConf.has_resolver("translearn.slurm_gpus"):
         OmegaConf.register_new_resolver("translearn.slurm_gpus", slurm_gpus)
+
+
+def config_groups() -> str:
+    """``--help``'s list of groups and their choices, as Hydra's $APP_CONFIG_GROUPS minus the ``_``-named
+    configs that hold shared keys (``dataset=_base`` is not a dataset), which Hydra listed as choices."""
+    from hydra.core.object_type import ObjectType
+
+    loader = GlobalHydra.instance().config_loader()
+    lines: list[str] = []
+
+    def walk(parent: str) -> None:
+        for name in sorted(loader.list_groups(parent)):
+            group = f"{parent}/{name}" if parent else name
+            if group == "hydra":
+                continue
+            choices = [o for o in loader.get_group_options(group, ObjectType.CONFIG) if not o.startswith("_")]
+            if choices:
+                lines.append(f"{group}: {', '.join(sorted(choices))}")
+            walk(group)
+
+    walk("")
+    return "\n".join(lines) + "\n"
 
 
 def wandb_offline() -> bool:
