@@ -122,7 +122,7 @@ def test_cli_help_lists_the_groups() -> None:
     assert proc.returncode == 0
     for word in ("dataset:", "strategy:", "trainer:", "ddp_cpu", "first_k", "ckpt_path=last"):
         assert word in proc.stdout, word
-    (datasets,) = [line for line in proc.stdout.splitlines() if line.startswith("dataset:")]
+    datasets = next(line for line in proc.stdout.splitlines() if line.startswith("dataset: "))
     assert "_base" not in datasets and "imagefolder" in datasets  # shared keys, not a choice
     assert "model/optimizer: adamw, sgd" in proc.stdout
 
