@@ -94,6 +94,16 @@ def test_unwritable_output_dir_is_a_user_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot write the run directory"):
         validate_command_line([f"hydra.run.dir={blocker}/run"])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    validate_command_line([f"hydra.run.dir={tmp_path}/run"])  # the probe leaves nothing behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_no_file_can_be_created_in_is_a_user_error_even_for_root() -> None:
+    """os.access answers yes to root everywhere: /proc passed the check and Hydra's mkdir gave a traceback."""
+    with pytest.raises(UserError, match="cannot write the run directory /proc/translearn-test"):
+        validate_command_line(["hydra.run.dir=/proc/translearn-test"])
 
 
 def test_user_config_dir_is_searched(tmp_path: Path) -> None:

@@ -381,11 +381,25 @@ def check_writable(directory: str) -> None:
     """The run directory, or its nearest existing parent, must be writable before Hydra creates it."""
     path = Path(directory).expanduser().absolute()
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if existing is None or not existing.is_dir() or not _can_create_in(existing):
         raise UserError(
             f"cannot write the run directory {path} ({existing} is not a writable folder); "
             "pass hydra.run.dir=DIR (or paths.log_dir=DIR) somewhere you can write"
         )
+
+
+def _can_create_in(folder: Path) -> bool:
+    """By trying (a temporary file, removed at once): os.access says yes to root everywhere, /proc included,
+    and no to nothing that a read-only mount or a full quota refuses."""
+    import tempfile
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return False
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 def check_fresh_run_dir(directory: str, ckpt_path: str | None) -> None:
