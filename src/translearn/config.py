@@ -246,8 +246,6 @@ def check_values(cfg: DictConfig) -> None:
     epochs = cfg.trainer.get("max_epochs")
     if not isinstance(epochs, int) or epochs < 1:
         raise UserError(f"trainer.max_epochs must be >= 1, got {epochs} (-1 would train forever)")
-    # The schedule against the epochs (lp_ft's probe), before a sweep's first cell rather than at its own.
-    instantiate(cfg.strategy).check_epochs(epochs)
     ckpt = cfg.get("ckpt_path")
     if ckpt not in (None, "last", "best") and not Path(str(ckpt)).expanduser().is_file():
         raise UserError(
@@ -259,6 +257,8 @@ def check_values(cfg: DictConfig) -> None:
         raise UserError(f"dataset.root={root} is a file, not a folder; pass the folder that holds the data")
     for group in ("dataset", "strategy", "model", "trainer"):  # trainer: +trainer.max_epoch=1
         check_keys(group, cfg[group])
+    # The schedule against the epochs (lp_ft's probe), before a sweep's first cell rather than at its own.
+    instantiate(cfg.strategy).check_epochs(epochs)
     from translearn.extras import check_config
     from translearn.sweep import objective_key
 

@@ -88,9 +88,11 @@ def _why(exc: Exception) -> str:
     if found:  # torch.save(model): the pickled class, which a weights file must not make us import
         name = found.group(1)
         return f"it holds a pickled {name} object, not a dict of tensors; not unpickled, it could run code"
-    if "WeightsUnpickler error" in text or "invalid load key" in text or "central directory" in text:
-        return "not a file torch.save or safetensors wrote, or cut short"
-    return first_line(exc)
+    if isinstance(exc, OSError):  # permissions, a disk error: the system's own words
+        return first_line(exc)
+    # Pickle, zip and safetensors readers fail on foreign bytes with anything from "invalid load key" to
+    # a bare number ("(101)"), which tells a user nothing.
+    return "not a file torch.save or safetensors wrote, or cut short"
 
 
 def _network_only(state: dict) -> dict:
