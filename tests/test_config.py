@@ -248,3 +248,9 @@ def test_wandb_log_model_offline_is_one_line_and_reaches_lightning_online(
     assert logger._log_model is True and logger._offline is False
     assert logger._wandb_init["job_type"] == "train"
     assert logger._wandb_init["config"] == {"strategy_name": "finetune"}  # a plain dict, not a DictConfig
+
+
+def test_a_sweep_resume_without_its_folder_is_refused() -> None:
+    """The default sweep folder is a new timestamp: sweep.resume=true alone trained every cell again."""
+    with pytest.raises(UserError, match=r"sweep.resume=true needs the folder .* add hydra.sweep.dir=DIR"):
+        validate_command_line(["-m", "debug=tiny", "strategy=finetune,freeze", "sweep.resume=true"])

@@ -354,6 +354,7 @@ def test_ctrl_c_stops_the_queue_and_the_running_cell_and_leaves_the_sweep_resuma
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-3000:]
     assert "started" not in out.split("interrupted", 1)[1]  # no cell started after the interrupt
+    assert f"sweep.resume=true hydra.sweep.dir={sweep}" in out  # the hint names the folder to resume
     assert not (sweep / "1_seed=1" / ".hydra").exists() and not (sweep / "2_seed=2" / ".hydra").exists()
     assert not (sweep / "0_seed=0" / "failure.json").exists()  # stopped, not failed
     resumed = sweep_cli(*args, "sweep.resume=true")

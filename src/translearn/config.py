@@ -492,6 +492,12 @@ def validate_command_line(argv: list[str]) -> CommandLine:
             check_fresh_run_dir(output_dir, cfg.get("ckpt_path"))
         if not args.multirun and cfg.get("ckpt_path"):
             info.resumes_a_run = (Path(output_dir).expanduser() / ".hydra").is_dir()
+    if args.multirun and info.resume and not info.pinned_sweep_dir:
+        # Without it the sweep folder is a new timestamped one: every cell would be trained again.
+        raise UserError(
+            "sweep.resume=true needs the folder of the sweep to resume: add hydra.sweep.dir=DIR (printed "
+            "when the sweep stopped, and at its start)"
+        )
     if args.multirun and info.output_dir and info.pinned_sweep_dir:
         from translearn.sweep import check_sweep_dir
 

@@ -358,7 +358,8 @@ def report(sweep_dir: Path, print_fn: Callable[[str], None] = print) -> int:
             )
         else:
             reason = {
-                INTERRUPTED: "interrupted; rerun the same command with sweep.resume=true to continue it",
+                INTERRUPTED: "interrupted; rerun the same command with sweep.resume=true "
+                f"hydra.sweep.dir={sweep_dir} to continue it",
                 PENDING: "not started",
             }.get(status) or str((cell.failure() or {}).get("reason", "failed"))
             print_fn(f"  {status.upper():7} {cell.name}  {reason}")

@@ -423,7 +423,10 @@ def main() -> None:
         code = exc.code if isinstance(exc.code, int) else 1
     except KeyboardInterrupt:
         code = 130
-        log.info("sweep interrupted; every cell can be resumed with sweep.resume=true")
+        log.info(
+            "sweep interrupted; every cell can be resumed: rerun the same command with sweep.resume=true "
+            f"hydra.sweep.dir={sweep_dir}"
+        )
     finally:
         lock.release()
     raise SystemExit(max(sweep.report(sweep_dir), code))

@@ -109,9 +109,10 @@ class TranslearnLauncher(Launcher):
         """Ctrl-C: start no more cells, stop the running ones (each keeps its last checkpoint), then exit."""
         self._stop.set()
         running = list(self._running.values())
+        where = self.config.hydra.sweep.dir if self.config is not None else "DIR"
         log.info(
-            f"interrupted: stopping {len(running)} running cell(s); queued cells will not "
-            "start. Rerun the same command with sweep.resume=true to continue."
+            f"interrupted: stopping {len(running)} running cell(s); queued cells will not start. Rerun the "
+            f"same command with sweep.resume=true hydra.sweep.dir={where} to continue."
         )
         for proc in running:
             if proc.poll() is None:
