@@ -230,6 +230,31 @@ def test_runs_of_two_weight_files_or_two_timm_backbones_are_two_rows(
     assert not any("Repeated seeds" in n for n in table.notes())
 
 
+def test_two_image_folders_or_two_class_lists_of_one_dataset_are_never_averaged(tmp_path: Path) -> None:
+    """One dataset name, other data: two folders (2 and 5 classes), all Simpsons characters or two."""
+    for name, root, classes, n, acc in [
+        ("a", "/data/ants", "all", 2, 0.70),
+        ("b", "/data/caltech_sub", "all", 5, 0.40),
+        ("c", "/data/ants", "[ants]", 2, 0.90),
+    ]:
+        folder = run(tmp_path, name, dataset="imagefolder", num_classes=n, best_val_acc=acc)
+        config = folder / ".hydra" / "config.yaml"
+        text = config.read_text().replace("${paths.data_dir}/hymenoptera", root)
+        config.write_text(text.replace("dataset:\n", f"dataset:\n  classes: '{classes}'\n"))
+    table = report.summarize(report.load_runs(tmp_path))
+    assert len(table.rows) == 3 and {"root", "classes"} <= set(table.setup_keys)
+    assert sorted(stat.mean for stat in cells(table).values()) == [0.40, 0.70, 0.90]
+    assert "num_classes" in table.setup_keys  # 2 vs 5 classes under one name: shown, as it varies there
+
+
+def test_keys_that_differ_only_between_datasets_get_no_column(tmp_path: Path) -> None:
+    """Each dataset's own class count and batch size are not a recipe difference worth a column."""
+    run(tmp_path, "h", dataset="hymenoptera", num_classes=2, batch_size=64)
+    run(tmp_path, "s", dataset="simpsons", num_classes=20, batch_size=256)
+    table = report.summarize(report.load_runs(tmp_path))
+    assert table.setup_keys == [] and len(table.rows) == 2
+
+
 def test_batch_size_from_the_config_splits_runs_too(tmp_path: Path) -> None:
     run(tmp_path, "a", batch_size=32)
     run(tmp_path, "b", batch_size=64, seed=1)

@@ -19,10 +19,20 @@ from typing import Any
 import yaml
 
 # Recipe keys from metrics.json (they win over the config: they are what the run actually used).
-FROM_METRICS = ("backbone", "weights", "gray_mode", "image_size", "max_epochs")
+FROM_METRICS = ("backbone", "weights", "gray_mode", "image_size", "max_epochs", "num_classes")
 # Recipe keys only the config knows: short name -> dotted path in .hydra/config.yaml.
 FROM_CONFIG = {
     "task": "dataset.task",  # the embedded data's tasks (target: a label shift, corrupted: an input shift)
+    # Which images and classes: two image folders, or all Simpsons characters against two of them, are
+    # different data under one dataset name (the report averaged them as repeated seeds).
+    "root": "dataset.root",
+    "classes": "dataset.classes",
+    "top_n": "dataset.top_n",
+    "exclude_clutter": "dataset.exclude_clutter",
+    "split": "dataset.split",
+    "val_fraction": "dataset.val_fraction",
+    "test_fraction": "dataset.test_fraction",
+    "test_set": "dataset.test_set",
     "image_size": "dataset.image_size",
     "max_epochs": "trainer.max_epochs",
     "lr": "model.optimizer.lr",

@@ -325,6 +325,17 @@ def _number(value: Any) -> float | None:
     return float(value) if ok else None
 
 
+def _varies_within_a_dataset(rows: Sequence[Row], key: str) -> bool:
+    """A recipe key gets a column where one dataset has rows that differ in it; keys that differ only
+    between datasets (their class count, folder, batch size) are the dataset's own and say nothing new."""
+    seen: dict[str, set[str]] = {}
+    for row in rows:
+        if key == "gray_mode" and not row.key[key]:
+            continue
+        seen.setdefault(str(row.key["dataset"]), set()).add(str(row.key[key]))
+    return any(len(values) > 1 for values in seen.values())
+
+
 def summarize(runs: Sequence[dict[str, Any]], reference: bool = True, metric: str = "micro") -> Table:
     """Group runs into the study table: rows by dataset × colour × recipe, columns by strategy.
 
@@ -357,9 +368,7 @@ def summarize(runs: Sequence[dict[str, Any]], reference: bool = True, metric: st
                 stat.add(value, run.get("seed"))
     columns = sorted(order, key=lambda c: order[c])
     rows = sorted(by_row.values(), key=lambda r: tuple(_sort_value(v) for v in _display_order(r.key)))
-    varying = [
-        k for k in ROW_EXTRAS if len({str(r.key[k]) for r in rows if k != "gray_mode" or r.key[k]}) > 1
-    ]
+    varying = [k for k in ROW_EXTRAS if _varies_within_a_dataset(rows, k)]
     table = Table(
         key_names=["dataset", "color", *varying], columns=columns, rows=rows, metric=acc_key, k_of=k_of
     )
