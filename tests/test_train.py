@@ -257,3 +257,24 @@ def test_the_step_loss_reaches_the_log_on_lightnings_steps_and_epoch_values_once
     assert len(steps("val/acc")) == len(steps("val/loss")) == 1 and len(steps("test/acc")) == 1
     [epoch] = [r for r in rows if r.get("train/acc")]
     assert 0.0 <= float(epoch["train/acc"]) <= 1.0 and float(epoch["train/loss_epoch"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("targets", "predicted", "expected"),
+    [
+        # One class present, 14 of 16 right, two stray predictions into classes with no samples: 0.875.
+        # torchmetrics' macro accuracy read 0.2917, averaging in the absent classes at recall 0.
+        ([0] * 16, [0] * 14 + [1, 2], 14 / 16),
+        ([0] * 8 + [3] * 8, [0] * 8 + [3] * 4 + [1] * 4, (1.0 + 0.5) / 2),
+        ([0, 1, 2, 3], [0, 1, 2, 3], 1.0),
+    ],
+)
+def test_balanced_accuracy_is_the_mean_recall_of_the_classes_present(
+    targets: list[int], predicted: list[int], expected: float
+) -> None:
+    from translearn.module import split_metrics
+
+    metrics = split_metrics(4, "val/")
+    logits = torch.nn.functional.one_hot(torch.tensor(predicted), 4).float()
+    metrics.update(logits, torch.tensor(targets))
+    assert metrics.compute()["val/acc_macro"].item() == pytest.approx(expected)
