@@ -53,6 +53,11 @@ COMMAND_LINE = [
         ["-m", "strategy=freeze,lp_ft", "trainer.max_epochs=2"],
         ("strategy.probe_epochs=5 leaves no fine-tuning epoch in trainer.max_epochs=2",),
     ),
+    (  # the backbone's stages too: k=9 was found when that cell's turn came, after k=1 had trained
+        ["-m", "strategy=first_k", "strategy.k=1,9"],
+        ("strategy.k=9 is out of range for resnet18, which has 5 stages",),
+    ),
+    (["strategy=surgical", "strategy.stages=[7]"], ("resnet18",)),
     (["dataset=_base"], ("dataset=_base holds the keys every dataset shares; it is not a dataset",)),
     (
         ["-m", "strategy=finetune,freeze,first_k", "strategy.k=1,2"],

@@ -51,15 +51,17 @@ def test_a_study_without_m_is_one_line() -> None:
 @pytest.mark.cli
 @pytest.mark.slow
 def test_a_three_trial_study_returns_each_cells_metric_and_survives_a_failed_trial(tmp_path: Path) -> None:
-    """Trials with strategy.k=99 fail in the cell (out of range); the study records them failed, goes on,
-    and its best value is the best complete cell's val/acc_best, read from the cell's own metrics.json."""
+    """Trials with trainer.precision=bf17 fail in the cell (Lightning refuses it when the Trainer is built;
+    an out-of-range strategy.k is refused before the study starts); the study records them failed, goes
+    on, and its best value is the best complete cell's val/acc_best, read from the cell's own metrics.json."""
     import optuna
 
     sweep, storage = tmp_path / "study", f"sqlite:///{tmp_path / 'study.db'}"
     proc = subprocess.run(
         [
             sys.executable, "-m", "translearn.train", "-m", "hparams_search=optuna", *TINY,
-            "hydra.sweeper.n_trials=3", "hydra.sweeper.params.strategy=first_k", "strategy.k=choice(1,99)",
+            "hydra.sweeper.n_trials=3", "hydra.sweeper.params.strategy=first_k",
+            "trainer.precision=choice(32-true,bf17)",
             f"hydra.sweeper.storage={storage}", "hydra.sweeper.study_name=t", f"hydra.sweep.dir={sweep}",
         ],
         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -68,9 +70,9 @@ def test_a_three_trial_study_returns_each_cells_metric_and_survives_a_failed_tri
     assert len(cells) == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     complete = {c.name: c.metrics() for c in cells if c.metrics() is not None}
     failed = [c.name for c in cells if c.failure() is not None]
-    assert complete and failed, "the seeded sampler must draw both k=1 and k=99 for this test to mean much"
-    assert all("strategy.k=99" in name for name in failed) and not any("k=99" in n for n in complete)
-    assert all("strategy.k=99 is out of range" in c.failure()["reason"] for c in cells if c.name in failed)
+    assert complete and failed, "the seeded sampler must draw both precisions for this test to mean much"
+    assert all("bf17" in name for name in failed) and not any("bf17" in n for n in complete)
+    assert all("Precision 'bf17' is invalid" in c.failure()["reason"] for c in cells if c.name in failed)
 
     study = optuna.load_study(study_name="t", storage=storage)
     states = {t.number: t.state.name for t in study.trials}
@@ -85,7 +87,7 @@ def test_a_three_trial_study_returns_each_cells_metric_and_survives_a_failed_tri
 
     result = OmegaConf.load(sweep / "optimization_results.yaml")
     best = max(m["best_val_acc"] for m in complete.values())
-    assert result.best_value == best and result.best_params["strategy.k"] == 1
+    assert result.best_value == best and result.best_params["trainer.precision"] == "32-true"
     assert proc.returncode == 1  # as for a grid: a failed cell makes the exit code 1
     assert f"{len(complete)} of 3 cells complete" in proc.stdout
     (line,) = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("best ")]

@@ -7,6 +7,7 @@ fails in one line before any directory is made or any cell of a sweep has run.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from dataclasses import dataclass
@@ -257,14 +258,41 @@ def check_values(cfg: DictConfig) -> None:
         raise UserError(f"dataset.root={root} is a file, not a folder; pass the folder that holds the data")
     for group in ("dataset", "strategy", "model", "trainer"):  # trainer: +trainer.max_epoch=1
         check_keys(group, cfg[group])
-    # The schedule against the epochs (lp_ft's probe), before a sweep's first cell rather than at its own.
-    instantiate(cfg.strategy).check_epochs(epochs)
+    # The schedule against the epochs (lp_ft's probe) and the stages against the backbone (first_k's k,
+    # surgical's stages): before a sweep's first cell rather than when each cell's turn comes.
+    policy = instantiate(cfg.strategy)
+    policy.check_epochs(epochs)
+    check_stages(library, str(cfg.model.get("backbone")), policy)
     from translearn.extras import check_config
     from translearn.sweep import objective_key
 
     check_config(cfg)  # the optional packages it uses (logger, backbone library) are installed
     objective_key(cfg.get("optimized_metric"))
     check_wandb(cfg)
+
+
+def check_stages(library: str, arch: str, policy: Any) -> None:
+    """The freezing plan on a weightless copy of the backbone (on the meta device: no memory, ~35 ms)."""
+    import copy
+
+    from translearn.strategies import FreezePlan
+
+    skeleton = _skeleton(library, arch)
+    if skeleton is not None:
+        FreezePlan(copy.deepcopy(skeleton), policy)
+
+
+@functools.lru_cache(maxsize=8)
+def _skeleton(library: str, arch: str) -> Any:
+    import torch
+
+    from translearn.backbones import build_backbone
+
+    try:
+        with torch.device("meta"):
+            return build_backbone(arch, 2, "none", 3, library=library)
+    except Exception:  # a model that cannot be built without memory: its run checks the plan itself
+        return None
 
 
 def check_wandb(cfg: DictConfig) -> None:
