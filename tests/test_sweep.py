@@ -436,3 +436,19 @@ def test_a_swept_value_with_a_slash_stays_one_cell_folder(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(cells(sweep)) == ["0_+tag=a%2Fb", "1_+tag=c"]
     assert "2 of 2 cells complete" in proc.stdout
+
+
+def test_a_sweep_whose_start_failed_before_any_cell_takes_the_corrected_command(tmp_path: Path) -> None:
+    """The first command's sweep.json stayed after it failed before any cell, and the corrected command,
+    which then ran every cell, could not be resumed: "started with dataset.classes=all"."""
+    from translearn.sweep import check_identity
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    check_identity(sweep, ["dataset.classes=all", "strategy=freeze,finetune"], resume=False)
+    corrected = ["++dataset.classes=all", "strategy=freeze,finetune"]
+    check_identity(sweep, corrected, resume=False)  # no cell began: the folder is the corrected command's
+    (sweep / "0_strategy=freeze" / ".hydra").mkdir(parents=True)  # its first cell starts
+    check_identity(sweep, corrected, resume=True)
+    with pytest.raises(UserError, match="different command"):
+        check_identity(sweep, ["dataset.classes=all", "strategy=freeze,finetune"], resume=True)

@@ -315,7 +315,9 @@ def check_identity(sweep_dir: Path, overrides: Sequence[str], resume: bool) -> N
     command = command_overrides(overrides)
     record = Path(sweep_dir) / SWEEP_FILE
     stored = None
-    if record.is_file():
+    # A sweep whose start failed (or was stopped) before any cell began has nothing to resume: the command
+    # that holds the folder is the one given now, so a corrected command can be resumed as itself.
+    if record.is_file() and sweep_cells(sweep_dir):
         try:
             stored = sorted(json.loads(record.read_text())["overrides"])
         except (OSError, ValueError, KeyError, TypeError):
