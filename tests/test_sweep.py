@@ -181,17 +181,17 @@ def test_packed_launcher_runs_cells_side_by_side_and_records_a_failing_cell(tmp_
         "launcher=gpus",
         "hydra.launcher.devices=[0,1]",
         "strategy=first_k",
-        "strategy.k=1,2,99",
+        "trainer.precision=32-true,32,bf17",  # bf17: refused by Lightning in the cell, not before the grid
         f"hydra.sweep.dir={sweep}",
     )
     assert proc.returncode == 1
     found = cells(sweep)
-    assert sorted(found) == ["0_strategy.k=1", "1_strategy.k=2"]
+    assert sorted(found) == ["0_trainer.precision=32-true", "1_trainer.precision=32"]
     assert {m["cuda_visible_devices"] for m in found.values()} <= {"0", "1"}
-    assert (sweep / "0_strategy.k=1" / "cell.log").is_file()  # parallel cells log to files
-    failure = json.loads((sweep / "2_strategy.k=99" / "failure.json").read_text())
-    assert "strategy.k=99 is out of range" in failure["reason"]
-    assert "failed: 2_strategy.k=99" in proc.stdout
+    assert (sweep / "0_trainer.precision=32-true" / "cell.log").is_file()  # parallel cells log to files
+    failure = json.loads((sweep / "2_trainer.precision=bf17" / "failure.json").read_text())
+    assert "Precision 'bf17' is invalid" in failure["reason"]
+    assert "failed: 2_trainer.precision=bf17" in proc.stdout
 
 
 @pytest.mark.cli
