@@ -158,6 +158,25 @@ def test_prepare_cli_names_an_unknown_dataset(capsys: pytest.CaptureFixture) -> 
     assert "unknown dataset 'mnist'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        # Its own "+dataset.clases" gave a 42-line TypeError; argparse's errors were not one line either.
+        (["prepare", "shapes", "+dataset.clases=all"], "unknown key dataset.clases"),
+        (["prepare"], "the following arguments are required: dataset (usage: python -m translearn.data"),
+        ([], "the following arguments are required: command"),
+    ],
+)
+def test_prepare_cli_bad_command_lines_are_one_line(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        data_main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("translearn: error:") and fragment in err[0], err
+
+
 def test_fetch_zip_checks_the_checksum_and_unpacks(tmp_path: Path) -> None:
     archive = _hymenoptera_zip(tmp_path)
     url = archive.as_uri()  # file://: the real download code path, no network

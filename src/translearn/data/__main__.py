@@ -12,26 +12,31 @@ import argparse
 import sys
 from pathlib import Path
 
-from translearn.errors import UserError, exit_with
+from translearn.errors import OneLineParser, UserError, exit_with
 from translearn.log import log
 
 DATASETS = ("hymenoptera", "simpsons", "caltech256", "dogs_vs_cats", "imagefolder", "shapes")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
+        usage_hint="python -m translearn.data prepare DATASET [--root DIR] [--download] [KEY=VALUE ...]",
         prog="python -m translearn.data",
         description="Fetch (where possible), verify and index a dataset for translearn.",
     )
     sub = p.add_subparsers(dest="command", required=True)
     prep = sub.add_parser(
-        "prepare", help="download (optional), verify every file, write the index and report"
+        "prepare",
+        help="download (optional), verify every file, write the index and report; KEY=VALUE overrides "
+        "(dataset.classes=all) as for training",
+        usage_hint="python -m translearn.data prepare DATASET [--root DIR] [--download] [KEY=VALUE ...]",
     )
     prep.add_argument("dataset", help=f"one of: {', '.join(DATASETS)}")
     prep.add_argument("--root", help="where the data lives (default: the dataset config's root)")
     prep.add_argument("--download", action="store_true", help="fetch the data into --root first, if missing")
     prep.add_argument("--reverify", action="store_true", help="decode every file again, ignoring the cache")
-    prep.add_argument("overrides", nargs="*", help="config overrides, e.g. dataset.classes=all")
+    # KEY=VALUE config overrides (dataset.classes=all) are what parse_known_args leaves over: as an
+    # optional positional, argparse listed them as "required" when the dataset was missing.
     return p
 
 
@@ -41,12 +46,13 @@ def prepare(dataset: str, root: str | None, download: bool, reverify: bool, over
     from hydra.utils import get_class
     from omegaconf.errors import OmegaConfBaseException
 
-    from translearn.config import compose_config, instantiate, one_line
+    from translearn.config import check_keys, compose_config, instantiate, one_line
     from translearn.data.prepare import PreparedDataModule
 
     extra = [f"dataset.root={Path(root).expanduser().absolute()}"] if root else []
     try:
         cfg = compose_config([f"dataset={dataset}", *extra, *overrides])
+        check_keys("dataset", cfg.dataset)  # +dataset.clases=all: the likely key, not a TypeError
         target = get_class(cfg.dataset._target_)
         data_root = Path(str(cfg.dataset.root)).expanduser()
     except (HydraException, OmegaConfBaseException) as exc:
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [a for a in extra if "=" not in a or a.startswith("-")]
     if unknown:
         cli.error(f"unrecognized arguments: {' '.join(unknown)}")
-    args.overrides = [*args.overrides, *extra]
+    args.overrides = extra
     try:
         return prepare(args.dataset, args.root, args.download, args.reverify, args.overrides)
     except UserError as exc:

@@ -445,3 +445,13 @@ class PreparedDataModule(ImageDataModule):
             rank = f" rank {self.trainer.global_rank}/{world}" if world > 1 else ""
             classes = len(self.index.classes)
             log.info(f"{self.name}{rank}: {classes} classes, {counts} (index {self.digest})")
+
+
+if (
+    __name__ == "__main__"
+):  # python -m translearn.data.prepare ... did nothing; the command is translearn.data's
+    import sys
+
+    from translearn.data.__main__ import main
+
+    sys.exit(main(["prepare", *sys.argv[1:]]))
