@@ -452,3 +452,18 @@ def test_a_sweep_whose_start_failed_before_any_cell_takes_the_corrected_command(
     check_identity(sweep, corrected, resume=True)
     with pytest.raises(UserError, match="different command"):
         check_identity(sweep, ["dataset.classes=all", "strategy=freeze,finetune"], resume=True)
+
+
+def test_the_sweep_summary_tells_interrupted_cells_from_failed_ones(tmp_path: Path) -> None:
+    """An interrupted cell (resumable) was listed under "failed"."""
+    from translearn.sweep import report
+
+    for name in ("0_a", "1_b", "2_c"):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+    (tmp_path / "0_a" / "metrics.json").write_text(json.dumps({"status": "complete", "best_val_acc": 0.5}))
+    (tmp_path / "1_b" / "checkpoints").mkdir()
+    (tmp_path / "1_b" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (tmp_path / "2_c" / "failure.json").write_text(json.dumps({"status": "failed", "reason": "bad"}))
+    lines: list[str] = []
+    assert report(tmp_path, lines.append) == 1
+    assert lines[-1].endswith("1 of 3 cells complete; interrupted: 1_b; failed: 2_c")

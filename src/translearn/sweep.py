@@ -348,7 +348,7 @@ def check_sweep_dir(sweep_dir: Path, resume: bool) -> None:
 def report(sweep_dir: Path, print_fn: Callable[[str], None] = print) -> int:
     """Print one line per cell and a total; returns the exit code (1 if any cell did not complete)."""
     cells = sweep_cells(sweep_dir)
-    bad = []
+    bad: dict[str, list[str]] = {}  # by status: an interrupted cell is resumable, not failed
     for cell in cells:
         status = cell.status
         if status == COMPLETE:
@@ -365,14 +365,14 @@ def report(sweep_dir: Path, print_fn: Callable[[str], None] = print) -> int:
                 PENDING: "not started",
             }.get(status) or str((cell.failure() or {}).get("reason", "failed"))
             print_fn(f"  {status.upper():7} {cell.name}  {reason}")
-            bad.append(cell.name)
-    done = len(cells) - len(bad)
+            bad.setdefault({PENDING: "not started"}.get(status, status), []).append(cell.name)
+    done = len(cells) - sum(map(len, bad.values()))
     best = study_best(sweep_dir, cells)
     if best:
         print_fn(best)
     print_fn(
         f"translearn: sweep {sweep_dir}: {done} of {len(cells)} cells complete"
-        + (f"; failed: {', '.join(bad)}" if bad else "")
+        + "".join(f"; {status}: {', '.join(names)}" for status, names in bad.items())
     )
     return 1 if bad or not cells else 0
 
