@@ -332,6 +332,14 @@ def check_slurm(trainer: DictConfig) -> None:
         raise UserError(f"launcher=slurm needs trainer.num_nodes >= 1 (nodes per cell), got {nodes}")
 
 
+def did_you_mean(word: str, names: list[str], cutoff: float = 0.6) -> str | None:
+    """The name closest to a misspelt one, if any is close (difflib's ratio >= ``cutoff``)."""
+    import difflib
+
+    close = difflib.get_close_matches(word, names, n=1, cutoff=cutoff)
+    return close[0] if close else None
+
+
 def check_keys(group: str, node: DictConfig) -> None:
     """A key the class does not take (``+dataset.hflip=false``): a one-line error, not a TypeError."""
     import inspect
@@ -353,11 +361,9 @@ def check_keys(group: str, node: DictConfig) -> None:
             break  # this __init__ passes nothing further up
     unknown = [k for k in node if not str(k).startswith("_") and k not in accepted]
     if unknown:
-        import difflib
-
         names = sorted(accepted - {"self"})
-        close = difflib.get_close_matches(str(unknown[0]), names, n=1)
-        hint = f"did you mean {group}.{close[0]}? " if close else ""
+        close = did_you_mean(str(unknown[0]), names)
+        hint = f"did you mean {group}.{close}? " if close else ""
         raise UserError(
             f"unknown key {group}.{unknown[0]}: {target.__name__} takes no '{unknown[0]}' ({hint}"
             f"it takes: {', '.join(names)})"
@@ -474,7 +480,9 @@ def validate_command_line(argv: list[str]) -> CommandLine:
             for o in parsed
             if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")
         )
-    check_top_level_keys(args.overrides, args.config_dir, args.config_name or CONFIG_NAME)
+    # A +key Hydra accepts: checked here. A misspelt plain key fails composition: checked there, so the
+    # common command composes the config no extra time.
+    check_top_level_keys(args.overrides, args.config_dir, args.config_name or CONFIG_NAME, adds=True)
     cells = expand_sweep(args.overrides) if args.multirun else [args.overrides]
     first = True
     if args.multirun:
@@ -512,6 +520,7 @@ def validate_command_line(argv: list[str]) -> CommandLine:
         except UserError as exc:
             raise UserError(_key_of_some_options(str(exc), args.overrides) or str(exc)) from None
         except Exception as exc:  # Hydra and OmegaConf raise several types for a bad override
+            check_top_level_keys(cell, args.config_dir, args.config_name or CONFIG_NAME, adds=False)
             raise UserError(_key_of_some_options(str(exc), args.overrides) or one_line(exc)) from None
         finally:
             GlobalHydra.instance().clear()
@@ -533,15 +542,14 @@ def validate_command_line(argv: list[str]) -> CommandLine:
     return info
 
 
-def check_top_level_keys(overrides: list[str], config_dir: str | None, config_name: str) -> None:
+def check_top_level_keys(overrides: list[str], config_dir: str | None, config_name: str, adds: bool) -> None:
     """A misspelt key (``stratgy=freeze``, ``+seeed=3``, ``+lr=0.1``) is a one-line error with the likely key.
 
     Hydra answers an unknown key with "use +stratgy=freeze to append", and following that hint trained the
     default strategy without a word. A new top-level key that resembles no key of the config (``+tag=a``)
-    stays allowed: a label that names the cells of a sweep.
+    stays allowed: a label that names the cells of a sweep. ``adds``: check the ``+`` overrides (Hydra
+    accepts them), else the plain ones (for when Hydra refused the command).
     """
-    import difflib
-
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
@@ -553,7 +561,7 @@ def check_top_level_keys(overrides: list[str], config_dir: str | None, config_na
     cfg: DictConfig | None = None
     for o in parsed:
         top = o.key_or_group.split(".", 1)[0].split("/", 1)[0].split("@", 1)[0]
-        if top == "hydra" or top in groups:
+        if top == "hydra" or top in groups or o.is_add() != adds:
             continue
         if cfg is None:
             try:
@@ -566,12 +574,11 @@ def check_top_level_keys(overrides: list[str], config_dir: str | None, config_na
             continue
         names = sorted((set(cfg) | groups) - {"hydra"})
         leaves = _leaf_paths(OmegaConf.to_container(cfg, resolve=False))
-        close = difflib.get_close_matches(top, names, n=1) or [
-            leaves[m] for m in difflib.get_close_matches(top, list(leaves), n=1, cutoff=0.8)
-        ]
+        leaf = did_you_mean(top, list(leaves), cutoff=0.8)
+        close = did_you_mean(top, names) or (leaves[leaf] if leaf else None)
         if o.is_add() and not close and "." not in o.key_or_group:
             continue  # +tag=baseline: a label of the user's own
-        hint = f"did you mean {close[0]}? " if close else ""
+        hint = f"did you mean {close}? " if close else ""
         raise UserError(
             f"unknown key {o.key_or_group} in {o.input_line}: nothing reads '{top}' ({hint}"
             f"translearn's keys: {', '.join(names)})"

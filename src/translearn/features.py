@@ -444,6 +444,11 @@ class FeatureDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """One stored feature's shape."""
+        return tuple(self.arrays[0].shape[1:])
+
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         array = self.arrays[epoch % len(self.arrays)]
@@ -580,7 +585,7 @@ def maybe_cache(
         if phased
         else CachedFeatures(datamodule, folder, views)
     )
-    module.use_cached_features(k, until, tuple(data.datasets["train"].arrays[0].shape[1:]))
+    module.use_cached_features(k, until, data.datasets["train"].feature_shape)
     what = "the eval transform" if views == 1 else f"{views} augmented views"
     cut = (
         "the head's input" if k == module.net.num_stages else f"the output of {module.net.stages[k - 1].name}"

@@ -16,11 +16,12 @@ from translearn.errors import OneLineParser, UserError, exit_with
 from translearn.log import log
 
 DATASETS = ("hymenoptera", "simpsons", "caltech256", "dogs_vs_cats", "imagefolder", "shapes")
+USAGE = "python -m translearn.data prepare DATASET [--root DIR] [--download] [KEY=VALUE ...]"
 
 
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(
-        usage_hint="python -m translearn.data prepare DATASET [--root DIR] [--download] [KEY=VALUE ...]",
+        usage_hint=USAGE,
         prog="python -m translearn.data",
         description="Fetch (where possible), verify and index a dataset for translearn.",
     )
@@ -29,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
         "prepare",
         help="download (optional), verify every file, write the index and report; KEY=VALUE overrides "
         "(dataset.classes=all) as for training",
-        usage_hint="python -m translearn.data prepare DATASET [--root DIR] [--download] [KEY=VALUE ...]",
+        usage_hint=USAGE,
     )
     prep.add_argument("dataset", help=f"one of: {', '.join(DATASETS)}")
     prep.add_argument("--root", help="where the data lives (default: the dataset config's root)")

@@ -447,9 +447,8 @@ class PreparedDataModule(ImageDataModule):
             log.info(f"{self.name}{rank}: {classes} classes, {counts} (index {self.digest})")
 
 
-if (
-    __name__ == "__main__"
-):  # python -m translearn.data.prepare ... did nothing; the command is translearn.data's
+# python -m translearn.data.prepare ... did nothing: it runs translearn.data's prepare command.
+if __name__ == "__main__":
     import sys
 
     from translearn.data.__main__ import main
