@@ -467,3 +467,16 @@ def test_the_sweep_summary_tells_interrupted_cells_from_failed_ones(tmp_path: Pa
     lines: list[str] = []
     assert report(tmp_path, lines.append) == 1
     assert lines[-1].endswith("1 of 3 cells complete; interrupted: 1_b; failed: 2_c")
+
+
+def test_a_swept_data_folder_names_its_cells_and_a_fixed_one_does_not(tmp_path: Path) -> None:
+    """Two roots were cells ``0__`` and ``1__``: dataset.root was never in a cell's name."""
+    from publishers import imagefolder
+
+    a, b = imagefolder(tmp_path / "a"), imagefolder(tmp_path / "b")
+    out = f"hydra.sweep.dir={tmp_path / 'sweep'}"
+    swept = validate_command_line(["-m", "dataset=imagefolder", f"dataset.root={a},{b}", out])
+    assert "dataset.root" not in swept.cell_name_excluded()
+    assert "ckpt_path" in swept.cell_name_excluded()
+    fixed = validate_command_line(["-m", "dataset=imagefolder", f"dataset.root={a}", "seed=0,1", out])
+    assert "dataset.root" in fixed.cell_name_excluded()

@@ -458,6 +458,19 @@ class CommandLine:
     excluded_keys: tuple[
         str, ...
     ] = ()  # never in a cell's name (hydra.job.config.override_dirname in conf/hydra)
+    swept_keys: tuple[str, ...] = ()  # -m: keys the command gives several values
+
+    def cell_name_excluded(self) -> list[str]:
+        """Keys left out of cell folder names: those set to one value, and the configured ones.
+
+        A swept data folder is named all the same: two roots would otherwise be cells ``0__`` and
+        ``1__``, told apart by nothing but their number.
+        """
+        named = {k for k in self.swept_keys if k in DATA_LOCATION_KEYS}
+        return [*self.fixed_keys, *(k for k in self.excluded_keys if k not in named)]
+
+
+DATA_LOCATION_KEYS = ("dataset.root", "paths.data_dir")
 
 
 def validate_command_line(argv: list[str]) -> CommandLine:
@@ -480,6 +493,7 @@ def validate_command_line(argv: list[str]) -> CommandLine:
             for o in parsed
             if not o.is_sweep_override() and not o.key_or_group.startswith("hydra")
         )
+        info.swept_keys = tuple(o.key_or_group for o in parsed if o.is_sweep_override())
     # A +key Hydra accepts: checked here. A misspelt plain key fails composition: checked there, so the
     # common command composes the config no extra time.
     check_top_level_keys(args.overrides, args.config_dir, args.config_name or CONFIG_NAME, adds=True)

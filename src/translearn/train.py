@@ -414,7 +414,7 @@ def main() -> None:
         sys.argv.append(f"++sweep.id={sweep_dir.name}")
     # Cell folders are named by what varies across the grid, not by every override on the line; the
     # whole command is in sweep.json, and a resume must repeat it.
-    excluded = [*info.fixed_keys, *info.excluded_keys]
+    excluded = info.cell_name_excluded()
     sys.argv.append(f"hydra.job.config.override_dirname.exclude_keys=[{','.join(excluded)}]")
     code = 0
     try:
