@@ -58,6 +58,10 @@ COMMAND_LINE = [
         ("strategy.k=9 is out of range for resnet18, which has 5 stages",),
     ),
     (["strategy=surgical", "strategy.stages=[7]"], ("resnet18",)),
+    (  # each cell failed in turn, with Hydra's "Error executing job" lines, after the grid had started
+        ["-m", "launcher=inline", "trainer=ddp_cpu", "seed=0,1"],
+        ("trainer.strategy=ddp inside launcher=inline would relaunch the whole sweep", "launcher=local"),
+    ),
     (["dataset=_base"], ("dataset=_base holds the keys every dataset shares; it is not a dataset",)),
     (
         ["-m", "strategy=finetune,freeze,first_k", "strategy.k=1,2"],

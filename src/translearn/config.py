@@ -318,6 +318,18 @@ def check_launch(cfg: DictConfig, multirun: bool) -> None:
             raise UserError("hparams_search=optuna runs a study of many trials: add -m to the command")
     if str(cfg.hydra.launcher.get("_target_", "")).endswith("SlurmLauncher"):
         check_slurm(cfg.trainer)
+    if multirun and str(cfg.hydra.launcher.get("_target_", "")).endswith("BasicLauncher"):
+        check_in_process_strategy(cfg.trainer)
+
+
+def check_in_process_strategy(trainer: DictConfig) -> None:
+    """DDP that starts its ranks by re-running the command cannot live inside a sweep's own process."""
+    strategy = str(trainer.get("strategy", ""))
+    if "ddp" in strategy and "spawn" not in strategy and "SLURM_NTASKS" not in os.environ:
+        raise UserError(
+            f"trainer.strategy={strategy} inside launcher=inline would relaunch the whole sweep on every "
+            "rank; use launcher=local or launcher=gpus, which run each cell as its own process"
+        )
 
 
 def check_slurm(trainer: DictConfig) -> None:

@@ -26,7 +26,13 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from translearn import features, sweep
 from translearn.callbacks import RunIdentity, Throughput
 from translearn.checkpoints import AtomicCheckpointIO
-from translearn.config import instantiate, one_line, register_resolvers, validate_command_line
+from translearn.config import (
+    check_in_process_strategy,
+    instantiate,
+    one_line,
+    register_resolvers,
+    validate_command_line,
+)
 from translearn.errors import RunRefused, UserError, exit_with
 from translearn.log import info_rank_zero, log, mute_lightning_noise
 from translearn.pretrain import resolve_weights
@@ -366,13 +372,8 @@ def _in_process_cell(cfg: DictConfig) -> float | None:
     if cfg.sweep.resume and cell.checkpoint_files():
         with open_dict(cfg):
             cfg.ckpt_path = "last"
-    strategy = str(cfg.trainer.get("strategy", ""))
     try:
-        if "ddp" in strategy and "spawn" not in strategy and "SLURM_NTASKS" not in os.environ:
-            raise UserError(
-                "trainer=ddp inside an in-process multirun would relaunch the whole sweep on every rank; "
-                "use launcher=local or launcher=gpus, which run each cell as its own process"
-            )
+        check_in_process_strategy(cfg.trainer)  # checked before the grid too; an Optuna trial can set it
         metrics = run(cfg)
     except Exception as exc:  # one cell's failure must not end the sweep
         reason = str(exc) if isinstance(exc, UserError) else one_line(exc)
