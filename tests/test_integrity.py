@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,49 @@ def test_a_kill_during_a_checkpoint_save_leaves_the_previous_one_whole(tmp_path:
     leftovers = [p.name for p in target.parent.iterdir() if p.name != "last.ckpt"]
     assert all(name.endswith(".partial") for name in leftovers)  # at most the killed save's temp file
     assert RunDir(tmp_path).checkpoint_files() == [target]  # which is never taken for a checkpoint
+
+
+class _CtrlC:
+    """Pickled inside torch.save: presses Ctrl-C in the middle of the save."""
+
+    def __reduce__(self) -> tuple:
+        os.kill(os.getpid(), signal.SIGINT)
+        return (OrderedDict, ((("at", 7),),))  # a type weights_only loading accepts
+
+
+def test_a_ctrl_c_during_a_checkpoint_save_lands_after_it_and_the_file_is_whole(tmp_path: Path) -> None:
+    """torch.save's zip writer turned a Ctrl-C inside its write into RuntimeError("unexpected pos"): a
+    traceback, the run recorded as failed instead of interrupted, and this save lost."""
+    target = tmp_path / "checkpoints" / "last.ckpt"
+    weights = torch.arange(100_000, dtype=torch.float32)
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": weights}, "at": _CtrlC()}, target)
+    state = torch.load(target, weights_only=True)
+    assert state["at"] == {"at": 7} and torch.equal(state["state_dict"]["w"], weights)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+@pytest.mark.cli
+def test_ctrl_c_ends_a_run_as_interrupted_with_the_command_that_resumes_it(tmp_path: Path) -> None:
+    """Lightning answers Ctrl-C with sys.exit(1): the run ended with exit code 1 and no word on resuming."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "translearn.train", *TINY, "trainer.max_epochs=50", f"hydra.run.dir={out}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, text[-3000:]
+    assert (
+        f"training interrupted; resume with the same command plus ckpt_path=last hydra.run.dir={out}" in text
+    )
+    assert "Traceback" not in text
+    assert RunDir(out).status == INTERRUPTED and not (out / "failure.json").exists()
 
 
 def test_checkpoints_load_with_weights_only_whatever_the_caller_asks(tmp_path: Path) -> None:

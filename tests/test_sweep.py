@@ -353,7 +353,7 @@ def test_ctrl_c_stops_the_queue_and_the_running_cell_and_leaves_the_sweep_resuma
     proc.send_signal(signal.SIGINT)  # what Ctrl-C sends the sweep
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-3000:]
-    assert "started" not in out.split("interrupted", 1)[1]  # no cell started after the interrupt
+    assert ": started" not in out.split("interrupted", 1)[1]  # no cell started after the interrupt
     assert f"sweep.resume=true hydra.sweep.dir={sweep}" in out  # the hint names the folder to resume
     assert not (sweep / "1_seed=1" / ".hydra").exists() and not (sweep / "2_seed=2" / ".hydra").exists()
     assert not (sweep / "0_seed=0" / "failure.json").exists()  # stopped, not failed
@@ -480,3 +480,43 @@ def test_a_swept_data_folder_names_its_cells_and_a_fixed_one_does_not(tmp_path: 
     assert "ckpt_path" in swept.cell_name_excluded()
     fixed = validate_command_line(["-m", "dataset=imagefolder", f"dataset.root={a}", "seed=0,1", out])
     assert "dataset.root" in fixed.cell_name_excluded()
+
+
+def test_the_summary_counts_the_cells_a_stopped_sweep_never_reached(tmp_path: Path) -> None:
+    """A sweep of 3 stopped in its first cell said "0 of 1 cells complete": the others had no folder."""
+    from translearn.sweep import check_identity, report
+
+    check_identity(tmp_path, ["seed=0,1,2"], resume=False, cells=3)
+    (tmp_path / "0_seed=0" / ".hydra").mkdir(parents=True)
+    (tmp_path / "0_seed=0" / "metrics.json").write_text(json.dumps({"status": "complete"}))
+    lines: list[str] = []
+    assert report(tmp_path, lines.append) == 1
+    assert lines[-1].endswith("1 of 3 cells complete; not started: 2 more without a folder")
+
+
+def test_a_sweep_records_how_many_cells_it_has() -> None:
+    out = "hydra.sweep.dir=/nonexistent/sweep"
+    assert validate_command_line(["-m", *TINY, "seed=0,1,2", "strategy=freeze,finetune", out]).cells == 6
+    assert validate_command_line(["-m", "experiment=seed2017_grid", out]).cells == 16  # the experiment's grid
+    assert validate_command_line(["-m", *TINY, "hparams_search=optuna", out]).cells == 20  # n_trials
+
+
+@pytest.mark.cli
+@pytest.mark.slow
+def test_ctrl_c_under_the_inline_launcher_exits_130_and_the_sweep_resumes(tmp_path: Path) -> None:
+    """launcher=inline: Lightning's sys.exit(1) on Ctrl-C ended the sweep with exit code 1, no resume hint."""
+    sweep = tmp_path / "sweep"
+    args = ["launcher=inline", "seed=0,1,2", "trainer.max_epochs=3", f"hydra.sweep.dir={sweep}"]
+    proc = _start(*args)
+    deadline = time.time() + 120
+    while not (sweep / "0_seed=0" / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-3000:]
+    assert f"sweep.resume=true hydra.sweep.dir={sweep}" in out
+    assert "0 of 3 cells complete; interrupted: 0_seed=0; not started: 2 more without a folder" in out
+    assert not (sweep / "0_seed=0" / "failure.json").exists()
+    resumed = sweep_cli(*args, "sweep.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(cells(sweep)) == 3

@@ -471,6 +471,7 @@ class CommandLine:
         str, ...
     ] = ()  # never in a cell's name (hydra.job.config.override_dirname in conf/hydra)
     swept_keys: tuple[str, ...] = ()  # -m: keys the command gives several values
+    cells: int | None = None  # -m: the jobs the sweeper will launch, where that is known beforehand
 
     def cell_name_excluded(self) -> list[str]:
         """Keys left out of cell folder names: those set to one value, and the configured ones.
@@ -538,6 +539,8 @@ def validate_command_line(argv: list[str]) -> CommandLine:
                 info.output_dir = output_dir
                 info.resume = bool(cfg.get("sweep", {}).get("resume", False))
                 info.excluded_keys = tuple(cfg.hydra.job.config.override_dirname.exclude_keys)
+                if args.multirun:
+                    info.cells = sweep_size(cfg.hydra.sweeper, args.overrides)
                 launcher = cfg.hydra.get("launcher") or {}
                 if args.multirun and str(launcher.get("_target_", "")).endswith("TranslearnLauncher"):
                     from translearn.sweep import resolve_devices
@@ -623,6 +626,29 @@ def _leaf_paths(tree: Any, prefix: str = "") -> dict[str, str]:
             elif not str(key).startswith("_"):
                 found.setdefault(str(key), path)
     return found
+
+
+def sweep_size(sweeper: DictConfig, overrides: list[str]) -> int | None:
+    """How many jobs a multirun launches: the grid of Hydra's basic sweeper, or an Optuna study's trials.
+
+    Recorded in sweep.json, so that the summary counts the cells that never got a folder (a sweep stopped
+    early). None where it cannot be known beforehand (a glob over a group's options, another sweeper).
+    """
+    target = str(sweeper.get("_target_", ""))
+    if "optuna" in target.lower():
+        trials = sweeper.get("n_trials")
+        return trials if isinstance(trials, int) else None
+    if not target.endswith("BasicSweeper"):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    try:
+        parsed = OverridesParser.create().parse_overrides([*params, *overrides])
+        return sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
+    except Exception:  # glob() needs Hydra's config loader, which only the real sweep has
+        return None
 
 
 def _sweeper_params(fixed: list[str], config_dir: str | None, config_name: str) -> list[str]:

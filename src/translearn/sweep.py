@@ -310,8 +310,9 @@ class SweepLock:
         return True
 
 
-def check_identity(sweep_dir: Path, overrides: Sequence[str], resume: bool) -> None:
-    """Record the sweep's whole command; resuming with another one is a one-line error naming the change."""
+def check_identity(sweep_dir: Path, overrides: Sequence[str], resume: bool, cells: int | None = None) -> None:
+    """Record the sweep's whole command (and its number of cells, where known); resuming with another
+    command is a one-line error naming the change."""
     command = command_overrides(overrides)
     record = Path(sweep_dir) / SWEEP_FILE
     stored = None
@@ -333,7 +334,10 @@ def check_identity(sweep_dir: Path, overrides: Sequence[str], resume: bool) -> N
             f"with ({change}); rerun its own command, or choose another hydra.sweep.dir"
         )
     if stored is None:
-        write_json(record, {"overrides": command, "started": time.time(), "host": socket.gethostname()})
+        write_json(
+            record,
+            {"overrides": command, "cells": cells, "started": time.time(), "host": socket.gethostname()},
+        )
 
 
 def check_sweep_dir(sweep_dir: Path, resume: bool) -> None:
@@ -367,14 +371,27 @@ def report(sweep_dir: Path, print_fn: Callable[[str], None] = print) -> int:
             print_fn(f"  {status.upper():7} {cell.name}  {reason}")
             bad.setdefault({PENDING: "not started"}.get(status, status), []).append(cell.name)
     done = len(cells) - sum(map(len, bad.values()))
+    # Cells the sweep never reached have no folder: only sweep.json's count tells of them.
+    unseen = max(0, (planned_cells(sweep_dir) or 0) - len(cells))
+    if unseen:
+        bad.setdefault("not started", []).append(f"{unseen} more without a folder")
     best = study_best(sweep_dir, cells)
     if best:
         print_fn(best)
     print_fn(
-        f"translearn: sweep {sweep_dir}: {done} of {len(cells)} cells complete"
+        f"translearn: sweep {sweep_dir}: {done} of {len(cells) + unseen} cells complete"
         + "".join(f"; {status}: {', '.join(names)}" for status, names in bad.items())
     )
     return 1 if bad or not cells else 0
+
+
+def planned_cells(sweep_dir: Path) -> int | None:
+    """The number of cells sweep.json says the sweep has (None: not recorded, or unreadable)."""
+    try:
+        cells = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text()).get("cells")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return cells if isinstance(cells, int) and not isinstance(cells, bool) else None
 
 
 STUDY_FILE = "optimization_results.yaml"  # what Hydra's Optuna sweeper writes at the end of a study

@@ -108,6 +108,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         start = time.perf_counter()
         try:
             trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+        except SystemExit:
+            # Lightning answers Ctrl-C with a graceful shutdown and sys.exit(1), which read as a failure
+            # (exit 1, and an in-process sweep ended with no word); it is an interruption, resumable.
+            if trainer.interrupted:
+                raise KeyboardInterrupt from None
+            raise
         finally:
             if csv_history is not None:
                 csv_history.merge()
@@ -339,6 +345,15 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         metrics = run(cfg)
     except RunRefused as exc:
         exit_with(str(exc))
+    except KeyboardInterrupt:
+        if _first_process() and cfg.get("sweep", {}).get("cell") is None:  # a sweep's cell: the sweep says
+            hint = (
+                f"resume with the same command plus ckpt_path=last hydra.run.dir={folder.path}"
+                if folder.checkpoint_files()
+                else "no checkpoint was written yet, so rerun the command to start again"
+            )
+            log.info(f"training interrupted; {hint}")
+        raise SystemExit(130) from None
     except UserError as exc:
         _record_failure(folder, str(exc))
         exit_with(str(exc))
@@ -405,7 +420,9 @@ def main() -> None:
     lock = sweep.SweepLock(sweep_dir)
     try:
         lock.acquire()
-        sweep.check_identity(sweep_dir, [a for a in sys.argv[1:] if not a.startswith("-")], info.resume)
+        sweep.check_identity(
+            sweep_dir, [a for a in sys.argv[1:] if not a.startswith("-")], info.resume, info.cells
+        )
     except UserError as exc:
         lock.release()
         exit_with(str(exc))
