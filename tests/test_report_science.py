@@ -7,17 +7,21 @@ csv/metrics.csv (Lightning's CSVLogger layout) and confusion_val.csv.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from helpers import assert_user_error
 from translearn import report
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STAGES = ["stem", "layer1", "layer2", "layer3", "layer4"]
@@ -51,9 +55,12 @@ def run(
     curve: list[float] | None = None,
     confusion: list[list[int]] | None = None,
     config: bool = True,
+    task: str | None = None,
     **over: Any,
 ) -> Path:
-    """One run folder: metrics.json (+ config, CSV log with ``curve`` as val/acc by epoch, confusion)."""
+    """One run folder: metrics.json (+ config, CSV log with ``curve`` as val/acc by epoch, confusion).
+
+    ``task`` writes a ``dataset.task`` into the config, as only the embedded shapes data has one."""
     folder = sweep / name
     (folder / ".hydra").mkdir(parents=True)
     data: dict[str, Any] = {
@@ -70,6 +77,8 @@ def run(
     if config:
         recipe = {k: data[k] for k in ("seed", "weights", "image_size", "max_epochs")}
         config_text = CONFIG.format(lr=lr, batch_size=batch_size, **recipe)
+        if task is not None:
+            config_text = config_text.replace("dataset:\n", f"dataset:\n  task: {task}\n")
         (folder / ".hydra" / "config.yaml").write_text(config_text)
     if curve is not None:
         (folder / "csv").mkdir()
@@ -255,6 +264,48 @@ def test_keys_that_differ_only_between_datasets_get_no_column(tmp_path: Path) ->
     assert table.setup_keys == [] and len(table.rows) == 2
 
 
+def mixed_with_shapes(root: Path) -> None:
+    """Hymenoptera (no dataset.task) beside the embedded shapes data's base and target tasks."""
+    run(root, "h_ft", best_val_acc=0.90)
+    run(root, "h_fr", strategy="freeze", best_val_acc=0.80)
+    for task in ("base", "target"):
+        run(root, f"s_{task}", dataset="shapes", task=task, best_val_acc=0.70)
+
+
+def column(table: report.Table, name: str) -> set[tuple[str, str]]:
+    """(dataset, the ``name`` cell) of every line of the table, uncut."""
+    header, _, *lines = table_cells(table.to_markdown(width=None))
+    return {(cells[0], cells[header.index(name)]) for cells in lines}
+
+
+def test_a_key_only_the_embedded_data_has_reads_no_such_key_for_real_datasets(tmp_path: Path) -> None:
+    """shapes varies in dataset.task, so task gets a column; hymenoptera has no task at all, and its cell
+    read '?' (the mark for a recipe nobody recorded) as if its task were unknown."""
+    mixed_with_shapes(tmp_path)
+    table = report.summarize(report.load_runs(tmp_path))
+    assert table.setup_keys == ["task"]
+    text = report.table_with_notes(table)
+    assert column(table, "task") == {("hymenoptera", "–"), ("shapes", "base"), ("shapes", "target")}
+    assert "?" not in text and "task=None" not in text
+    reading = "\n".join(table.reading())  # its label names no task either
+    assert "hymenoptera rgb: finetune − freeze = +0.1000" in reading and "?" not in reading
+    [ax] = report.accuracy_figure(table).axes
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["hymenoptera", "shapes task=base", "shapes task=target"]
+
+
+def test_a_run_without_its_config_still_reads_unknown(tmp_path: Path) -> None:
+    """'?' stays for what no config tells: a shapes run copied without .hydra/config.yaml."""
+    mixed_with_shapes(tmp_path)
+    run(tmp_path, "s_bare", dataset="shapes", config=False, best_val_acc=0.50)
+    table = report.summarize(report.load_runs(tmp_path))
+    text = report.table_with_notes(table)
+    assert column(table, "task") == {
+        ("hymenoptera", "–"), ("shapes", "base"), ("shapes", "target"), ("shapes", "?"),
+    }  # fmt: skip
+    assert "'?': the run folder has no .hydra/config.yaml to tell" in text
+
+
 def test_batch_size_from_the_config_splits_runs_too(tmp_path: Path) -> None:
     run(tmp_path, "a", batch_size=32)
     run(tmp_path, "b", batch_size=64, seed=1)
@@ -426,6 +477,58 @@ def test_the_curves_legend_names_every_strategy_of_every_panel(tmp_path: Path) -
     [legend] = report.curves_figure(table, curves).legends
     labels = [t.get_text() for t in legend.get_texts()]
     assert "finetune" in labels and sum("first_k" in t for t in labels) == 6
+
+
+def texts_past_their_edge(fig: Figure) -> list[str]:
+    """Titles, axis, tick and legend labels drawn past the figure's edge, and panel titles wider than their
+    panel (they ran over the next one's), at the layout the PNG gets."""
+    fig.savefig(io.BytesIO(), format="png")
+    out = []
+    for ax in fig.axes:
+        box, panel = ax.title.get_window_extent(), ax.bbox
+        if box.x0 < panel.x0 - 1 or box.x1 > panel.x1 + 1:
+            title = ax.title.get_text()
+            out.append(
+                f"title {title!r}: x {box.x0:.0f}..{box.x1:.0f}, its panel {panel.x0:.0f}..{panel.x1:.0f}"
+            )
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    texts = [*fig.texts, *(t for legend in legends for t in legend.get_texts())]
+    for ax in fig.axes:
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label]
+        for axis in (ax.xaxis, ax.yaxis):  # ticks beyond the limits keep stale, undrawn labels
+            low, high = sorted(axis.get_view_interval())
+            texts += [t.label1 for t in axis.get_major_ticks() if low - 1e-9 <= t.get_loc() <= high + 1e-9]
+    edge = fig.bbox.padded(1)
+    for text in texts:
+        box = text.get_window_extent()
+        if text.get_text() and not (
+            edge.x0 <= box.x0 and box.x1 <= edge.x1 and edge.y0 <= box.y0 <= box.y1 <= edge.y1
+        ):
+            out.append(f"{text.get_text()!r}: {box.extents.round()} past the figure's {fig.bbox.extents}")
+    return out
+
+
+@pytest.mark.parametrize("plot", ["accuracy", "curves"])
+def test_long_titles_and_labels_stay_inside_the_figure(tmp_path: Path, plot: str) -> None:
+    """A long dataset name, a varying lr, five strategies and rgb beside gray: the accuracy title (over an
+    axes its legend narrows) and the curves' panel titles ran off the figure and over each other."""
+    recipe: dict[str, Any] = {
+        "dataset": "stanford_dogs_120_breeds_with_a_rather_long_name",
+        "curve": [0.5, 0.6],
+    }
+    for i, (lr, batch_size) in enumerate([(0.001, 32), (0.01, 256)]):
+        recipe.update(lr=lr, batch_size=batch_size)
+        for strategy in ("finetune", "freeze", "gradual", "lp_ft", "auto_rgn"):
+            run(tmp_path, f"{i}_{strategy}", strategy=strategy, **recipe)
+        run(tmp_path, f"{i}_gray", color="gray", **recipe)
+    table = report.summarize(report.load_runs(tmp_path))
+    if plot == "accuracy":
+        fig = report.accuracy_figure(table)
+        assert "rgb vs gray" in fig.axes[0].get_title()
+    else:
+        fig = report.curves_figure(table, report.cell_curves(table)[0])
+        assert len(fig.axes) == 4
+    assert texts_past_their_edge(fig) == []
 
 
 def test_a_sweep_without_k_writes_no_first_k_plot_by_default(tmp_path: Path) -> None:

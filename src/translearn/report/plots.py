@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,11 @@ from translearn.report.table import REFERENCE_FREEZE_BN, Row, Table
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+# The accuracy bars' group labels (dataset and setup), wrapped at this many characters a line: one long
+# line (a long dataset name and a path) was wider than the figure, and the layout squeezed the axes away.
+TICK_CHARS = 24
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -43,6 +49,29 @@ def _colors(columns: Sequence[str]) -> dict[str, Any]:
     return {c: cmap(i % 10) for i, c in enumerate(columns)}
 
 
+def _fit_titles(fig: Figure, titles: Sequence[Text]) -> None:
+    """Wrap each title to the width it has: an axes title to its axes, a figure title to the figure.
+
+    Constrained layout makes room above a title but never narrows it, so a long one (a dataset × setup
+    label, or "rgb vs gray side by side" over an axes that its legend narrows) ran past the figure's edge
+    and over the next panel's title. Measured, since an axes' width depends on its legend and labels.
+    """
+    original = {id(t): t.get_text() for t in titles}
+    for _ in range(4):
+        fig.draw_without_rendering()  # lays the figure out, so the extents below are the drawn ones
+        fits = True
+        for text in titles:
+            room = 0.98 * (text.axes.bbox.width if text.axes is not None else fig.bbox.width)
+            have = text.get_window_extent().width
+            if have <= room:
+                continue
+            longest = max(len(line) for line in text.get_text().splitlines())
+            text.set_text(textwrap.fill(original[id(text)], max(8, int(longest * room / have))))
+            fits = False
+        if fits:
+            return
+
+
 def _legend(ax: Axes, **kwargs: Any) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False, **kwargs)
 
@@ -54,7 +83,7 @@ def _groups(table: Table) -> tuple[list[tuple[str, ...]], list[str], dict[tuple[
     shades: list[str] = []
     cells: dict[tuple[Any, ...], Row] = {}
     for row in table.rows:
-        group = (str(row.key["dataset"]), *(f"{k}={row.key[k]}" for k in setup_keys))
+        group = (str(row.key["dataset"]), *(f"{k}={row.cell(k)}" for k in setup_keys if k not in row.lacks))
         shade = str(row.key["color"])
         if row.key["color"] == "gray" and "gray_mode" in table.key_names:
             shade += f" {row.key['gray_mode']}"
@@ -107,14 +136,16 @@ def accuracy_figure(table: Table) -> Figure:
             Patch(facecolor="lightgray", hatch=hatches[s % len(hatches)], edgecolor="black", label=shade)
             for s, shade in enumerate(shades)
         ]
-    ax.set_xticks(range(len(groups)), [" ".join(g) for g in groups], rotation=15, ha="right")
+    labels = [textwrap.fill(" ".join(g), TICK_CHARS) for g in groups]
+    ax.set_xticks(range(len(groups)), labels, rotation=15, ha="right")
     ax.set_ylim(0.0, 1.0)
     ax.set_ylabel(table.metric)
-    ax.set_title(
+    title = ax.set_title(
         "Accuracy per dataset and strategy" + (", rgb vs gray side by side" if len(shades) > 1 else "")
     )
     ax.grid(axis="y", alpha=0.3)
     _legend(ax, handles=handles)
+    _fit_titles(fig, [title])
     return fig
 
 
@@ -309,7 +340,8 @@ def curves_figure(table: Table, curves: dict[tuple[int, str], list[Curve]]) -> F
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(label, handle)
     fig.legend(list(seen.values()), list(seen), loc="outside right upper", fontsize="small", frameon=False)
-    fig.suptitle("Validation accuracy by epoch (mean over runs, band: ± std)")
+    title = fig.suptitle("Validation accuracy by epoch (mean over runs, band: ± std)")
+    _fit_titles(fig, [title, *(ax.title for ax in axes)])
     return fig
 
 

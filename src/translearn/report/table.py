@@ -27,8 +27,8 @@ from typing import Any
 
 from translearn.errors import UserError
 from translearn.report.checks import caveats
-from translearn.report.collect import Collection
-from translearn.report.recipe import RECIPE_KEYS, read_recipe
+from translearn.report.collect import Collection, run_folder
+from translearn.report.recipe import FROM_CONFIG, RECIPE_KEYS, read_config, read_recipe
 from translearn.report.stats import SPREAD_FACTOR, Gap, Stat, compare
 
 ACC = "best_val_acc"  # the study's metric: best validation accuracy over the epochs
@@ -50,6 +50,10 @@ REFERENCE_WEIGHTS = ("imagenet", "IMAGENET1K_V1")  # resnet18 has one ImageNet v
 REFERENCE_FREEZE_BN = "train"
 REFERENCE_STRATEGIES = ("finetune", "freeze")
 WIDTH = 120  # the terminal table's width at most, in characters
+# A recipe cell without a value: unknown (the run folder has no config to tell), or no such key for this
+# row's data (shapes has a dataset.task, real datasets none: beside shapes, theirs read '?' as if unknown).
+UNKNOWN = "?"
+NO_SUCH_KEY = "–"
 
 
 @dataclass
@@ -64,14 +68,23 @@ class Row:
     reference: dict[str, float] = field(default_factory=dict)  # 2017 value by REFERENCE_STRATEGIES
     stage_names: dict[str, list[str]] = field(default_factory=dict)  # first_k columns: the net's stages
     members: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)  # the runs per column
+    lacks: set[str] = field(default_factory=set)  # shown recipe keys this row's configs do not have
 
     def setup(self, key_names: Sequence[str]) -> str:
-        """The varying recipe keys as ``lr=0.01 batch_size=32`` (empty where nothing varies)."""
+        """The varying recipe keys as ``lr=0.01 batch_size=32`` (empty where nothing varies); keys the
+        row's data does not have are left out, ``task=?`` would claim an unknown task."""
         return " ".join(
-            f"{k}={'?' if self.key.get(k) is None else self.key[k]}"
+            f"{k}={_value(self.key.get(k))}"
             for k in key_names
-            if k not in ("dataset", "color") and not (k == "gray_mode" and self.key.get(k) is None)
+            if k not in ("dataset", "color", *self.lacks)
+            and not (k == "gray_mode" and self.key.get(k) is None)
         )
+
+    def cell(self, key: str) -> str:
+        """The table's text for one recipe key: its value, ``?`` (unknown) or ``–`` (no such key)."""
+        if key in self.lacks:
+            return NO_SUCH_KEY
+        return "" if key == "gray_mode" and self.key.get(key) is None else _value(self.key.get(key))
 
     def label(self, key_names: Sequence[str]) -> str:
         return " ".join(
@@ -126,9 +139,7 @@ class Table:
         cells = []
         for row, col in self.lines():
             line = [str(row.key["dataset"]), str(row.key["color"])]
-            line += [
-                "" if row.key.get(k) is None and k == "gray_mode" else _value(row.key.get(k)) for k in keys
-            ]
+            line += [row.cell(k) for k in keys]
             line += [self.strategy_text(row, col), _format_acc(row.acc.get(col), row.runs.get(col, 0))]
             if ref:
                 value = next((row.reference.get(s) for s, c in self.reference_on.items() if c == col), None)
@@ -336,6 +347,18 @@ def _varies_within_a_dataset(rows: Sequence[Row], key: str) -> bool:
     return any(len(values) > 1 for values in seen.values())
 
 
+def _lacked_keys(row: Row, keys: Sequence[str]) -> set[str]:
+    """The config keys among ``keys`` that this row's runs' configs do not have (shapes' task beside a real
+    dataset): None there means no such key. Without a config to read, None stays unknown."""
+    missing = [k for k in keys if k in FROM_CONFIG and row.key.get(k) is None]
+    if not missing:
+        return set()
+    runs = [run for members in row.members.values() for run in members]
+    folders = [run_folder(run) if isinstance(run.get("recipe"), dict) else None for run in runs]
+    configs = all(f is not None and read_config(f) is not None for f in folders)
+    return set(missing) if runs and configs else set()
+
+
 def summarize(runs: Sequence[dict[str, Any]], reference: bool = True, metric: str = "micro") -> Table:
     """Group runs into the study table: rows by dataset × colour × recipe, columns by strategy.
 
@@ -369,6 +392,8 @@ def summarize(runs: Sequence[dict[str, Any]], reference: bool = True, metric: st
     columns = sorted(order, key=lambda c: order[c])
     rows = sorted(by_row.values(), key=lambda r: tuple(_sort_value(v) for v in _display_order(r.key)))
     varying = [k for k in ROW_EXTRAS if _varies_within_a_dataset(rows, k)]
+    for row in rows:
+        row.lacks = _lacked_keys(row, varying)
     table = Table(
         key_names=["dataset", "color", *varying], columns=columns, rows=rows, metric=acc_key, k_of=k_of
     )
@@ -409,10 +434,20 @@ def _grouping_notes(table: Table, runs: Sequence[dict[str, Any]], metric: str, r
         values = {
             k: sorted({str(r.key[k]) for r in table.rows if r.key[k] is not None}) for k in table.setup_keys
         }
-        named = "; ".join(f"{k} ({', '.join(v) or '?'})" for k, v in values.items())
+        named = "; ".join(f"{k} ({', '.join(v) or UNKNOWN})" for k, v in values.items())
+        shown = {row.cell(k) for row in table.rows for k in table.setup_keys}
+        marks = [
+            f"'{mark}': {says}"
+            for mark, says in (
+                (UNKNOWN, "the run folder has no .hydra/config.yaml to tell"),
+                (NO_SUCH_KEY, "that dataset has no such setting"),
+            )
+            if mark in shown
+        ]
+        marked = f" ({'; '.join(marks)})" if marks else ""
         notes.append(
             f"setup: the runs differ in {named}; runs with different recipes are grouped apart (one line "
-            "each), never averaged together ('?': the run folder has no .hydra/config.yaml to tell)."
+            f"each), never averaged together{marked}."
         )
     repeated = [(row, col, stat) for row in table.rows for col, stat in row.acc.items() if stat.runs > stat.n]
     if repeated:
@@ -478,7 +513,7 @@ def _attach_reference(table: Table) -> None:
 
 
 def _value(value: Any) -> str:
-    return "?" if value is None else str(value)
+    return UNKNOWN if value is None else str(value)
 
 
 def _format_acc(stat: Stat | None, runs: int) -> str:
