@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from helpers import assert_user_error
-from translearn.advise import answer, plan
+from translearn.advise import answer, cli, plan, search
 from translearn.advise.candidates import Candidate, candidates_for, commands_for
 from translearn.advise.cli import main, validate
+from translearn.advise.probe import GradientProbe
 from translearn.advise.search import STATE_FILE, State, rank_cells, read_cells
 from translearn.config import compose_config, expand_sweep
 from translearn.errors import UserError
@@ -92,6 +94,21 @@ def test_a_rung_over_budget_is_shrunk_to_fewer_seeds_and_never_started_when_one_
     assert plan.fit(plan.Rung(2, 2, 5, 2), members, costs, 1e9, prev=plan.Rung(1, 2, 5, 2)) is None
 
 
+def test_a_rung_at_the_epochs_of_the_one_before_is_priced_at_its_new_seeds_only() -> None:
+    members = candidates_for(5, ["first_k"])[:2]
+    costs = _costs()
+    per_seed = 2 * 7  # 2 candidates x (2 + 5 epochs)
+    prev, planned = plan.Rung(1, 2, 5, 2), plan.Rung(2, 2, 5, 3)
+    room = (10 + per_seed) * costs.margin  # one seed's cells and a start
+    assert plan.fit(planned, members, costs, room, prev=prev) is None  # all 3 seeds priced: nothing fits
+    assert plan.fit(planned, members, costs, room, prev=prev, done=2).seeds == 3  # seeds 0 and 1 reused
+    rungs = plan.schedule(6, first_epochs=5, eta=3, max_epochs=5, max_seeds=3)
+    assert [(r.size, r.epochs, r.seeds) for r in rungs] == [(6, 5, 1), (2, 5, 2), (2, 5, 3)]
+    first_k = candidates_for(7, ["first_k"])  # 6 candidates, one command
+    total = plan.schedule_cost(rungs, costs, first_k, families=1)
+    assert total == pytest.approx(costs.rung(first_k, 5, 1) + 2 * costs.typical(2, 5, 1, families=1))
+
+
 def test_rung_zero_gets_the_most_epochs_whose_whole_schedule_fits() -> None:
     members = candidates_for(5)
     costs = _costs(per_epoch={"freeze": 0.1})
@@ -115,6 +132,105 @@ def test_calibration_prices_each_candidate_by_its_own_seconds_per_epoch() -> Non
     roomy = plan.calibrate(_costs(), wall=60.0, commands=2, cells=cells)
     assert roomy.startup == 10.0 and roomy.cell == pytest.approx((60 - 21 - 20) / 3)
     assert roomy.margin == plan.SAFETY  # measured costs need less room than the probe's snapshot
+
+
+# --- the rungs, with every train command faked (no training) ---------------------------------------------
+
+SCORES = {"freeze": 0.5, "first_k k=1": 0.6, "first_k k=2": 0.7, "first_k k=3": 0.8}
+
+
+class FakeTraining:
+    """Stands in for ``translearn.train -m``: records every cell a rung's commands would train, and keeps a
+    finished run (metrics.json as read_cells returns it) for each."""
+
+    def __init__(self) -> None:
+        self.trained: list[tuple[str, int, int]] = []  # (candidate, seed, epochs), one per cell run
+        self.runs: dict[Path, list[search.Cell]] = {}  # by sweep folder
+
+    def run_sweep(self, _: Any, sweep_dir: Path, overrides: list[str], expected: int, label: str) -> float:
+        cells = expand_sweep(list(overrides))
+        assert len(cells) == expected, label
+        for cell in cells:
+            o = dict(x.split("=", 1) for x in cell)
+            candidate = Candidate(o["strategy"], k=int(o["strategy.k"]) if "strategy.k" in o else None)
+            seed, epochs = int(o["seed"]), int(o["trainer.max_epochs"])
+            self.trained.append((candidate.key, seed, epochs))
+            metrics = {
+                "seed": seed, "epochs": epochs, "train_seconds": 2.0 * epochs, "trainable_params": 1000,
+                "best_val_acc": SCORES[candidate.key] + 0.01 * seed, "split_sizes": {"val": 100},
+            }  # fmt: skip
+            self.runs.setdefault(sweep_dir, []).append(search.Cell(candidate, metrics))
+        return 1.0
+
+    def read_cells(self, folder: Path) -> tuple[list[search.Cell], list[str]]:
+        return [c for d, cells in self.runs.items() if d.is_relative_to(folder) for c in cells], []
+
+
+def _fake_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **settings: Any
+) -> tuple[FakeTraining, search.Search]:
+    """A whole search of 4 candidates (freeze, first_k k=1..3) on fake training, the budget no limit."""
+    fake = FakeTraining()
+    monkeypatch.setattr(search, "run_sweep", fake.run_sweep)
+    monkeypatch.setattr(search, "read_cells", fake.read_cells)
+    settings = {"seed": 0, "eta": 3, "metric": "best_val_acc", "overrides": [], **settings}
+    cfg = OmegaConf.create(
+        {"dataset": {"name": "toy", "color": "rgb"}, "model": {"backbone": "x", "weights": 0}}
+    )
+    request = search.Request(cfg, tmp_path, [], settings, 1e9, 1, started=0.0)
+    state = State.open(tmp_path, settings, started=0.0)
+    state.data["costs"] = _costs().as_dict()
+    run = search.Search(request, state)
+    run.run(candidates_for(4, ["freeze", "first_k"]))
+    return fake, run
+
+
+def _twice(trained: list[tuple[str, int, int]]) -> dict[tuple[str, int, int], int]:
+    """The (candidate, seed, epochs) cells trained more than once, with how often."""
+    return {cell: n for cell, n in Counter(trained).items() if n > 1}
+
+
+def _ranking(run: search.Search) -> dict[str, answer.Entry]:
+    """The answer's entries by candidate, as advise builds them from the rungs' runs."""
+    gradients = GradientProbe(["stem", "a", "b", "c"], [1.0] * 4, 1.0, 1, 0.1, 0.1, 0.0, 2, 1, 8, 2, "cpu")
+    advice = cli.build_advice(run, candidates_for(4, ["freeze", "first_k"]), gradients)
+    return {e.key: e for e in advice.ranked}
+
+
+def test_a_rung_at_the_epochs_of_an_earlier_one_reuses_its_seeds_and_trains_only_the_new_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rung 0 already at advise.max_epochs: rungs 1 and 2 only add seeds, at the very same settings
+    fake, run = _fake_search(tmp_path, monkeypatch, epochs=3, max_epochs=3, seeds=3)
+    rungs = json.loads((tmp_path / STATE_FILE).read_text())["rungs"]
+    shape = [(4, 3, 1), (2, 3, 2), (2, 3, 3)]  # (candidates, epochs, seeds) of each rung
+    assert [(len(r["candidates"]), r["epochs"], r["seeds"]) for r in rungs] == shape
+    top = ["first_k k=3", "first_k k=2"]
+    assert rungs[2]["candidates"] == top
+    assert _twice(fake.trained) == {}  # retraining the earlier seeds made it 4 + 4 + 6 = 14 cells, not 8
+    assert set(fake.trained) == {(k, 0, 3) for k in SCORES} | {(k, s, 3) for k in top for s in (1, 2)}
+    assert [r["reused"] for r in rungs] == [[], [0], [0, 1]]
+    ranking = _ranking(run)
+    for key in top:  # the answer counts each seed once: the reused runs and the new one
+        assert (ranking[key].rung, ranking[key].epochs) == (2, 3)
+        assert ranking[key].stat.n == ranking[key].stat.runs == 3
+        assert ranking[key].stat.mean == pytest.approx(SCORES[key] + 0.01)
+    assert (ranking["freeze"].rung, ranking["freeze"].stat.runs) == (0, 1)
+
+
+def test_a_rung_at_more_epochs_retrains_every_seed_since_shorter_runs_are_no_substitute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rung 0 trains 1 epoch and rung 1 three (another schedule): seed 0 is trained again at 3 epochs;
+    # rung 2, at 3 epochs too, reuses rung 1's seeds 0 and 1 and trains seed 2 only
+    fake, run = _fake_search(tmp_path, monkeypatch, epochs=1, max_epochs=3, seeds=3)
+    top = ["first_k k=3", "first_k k=2"]
+    assert _twice(fake.trained) == {}
+    assert set(fake.trained) == {(k, 0, 1) for k in SCORES} | {(k, s, 3) for k in top for s in (0, 1, 2)}
+    rungs = json.loads((tmp_path / STATE_FILE).read_text())["rungs"]
+    assert [r["reused"] for r in rungs] == [[], [], [0, 1]]
+    entry = _ranking(run)["first_k k=3"]
+    assert (entry.rung, entry.epochs, entry.stat.n, entry.stat.runs) == (2, 3, 3, 3)
 
 
 # --- the decision: within the noise, or not ------------------------------------------------------------

@@ -204,6 +204,11 @@ def _why(gaps: Sequence[Gap]) -> str:
     return "a single seed gives no spread to tell them apart"
 
 
+def _reused(seeds: Sequence[Any]) -> str:
+    """``seed 0 reused`` / ``seeds 0, 1 reused``: runs a rung took over instead of training them again."""
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} reused"
+
+
 def _join(names: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
@@ -296,7 +301,9 @@ class Advice:
         )
         rungs = "\n".join(
             f"- rung {r['index']}: {len(r['candidates'])} candidate(s) × {r['seeds']} seed(s) × "
-            f"{_epochs(r['epochs'])}, estimated {r.get('estimate') or 0:.0f} s, took "
+            f"{_epochs(r['epochs'])}"
+            + (f" ({_reused(r['reused'])} from earlier rungs, not retrained)" if r.get("reused") else "")
+            + f", estimated {r.get('estimate') or 0:.0f} s, took "
             + ("(not measured)" if r.get("wall") is None else f"{r['wall']:.0f} s")
             for r in self.rungs
         )

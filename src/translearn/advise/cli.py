@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from translearn.advise.candidates import FAMILIES, Candidate, candidates_for
-from translearn.advise.search import Request, Search, read_cells, start
+from translearn.advise.search import Request, Search, rung_cells, start
 from translearn.errors import UserError, exit_with
 from translearn.log import log
 
@@ -181,7 +181,8 @@ def build_advice(search: Search, candidates: list[Candidate], gradients: Any) ->
 
     request, data = search.request, search.state.data
     settings, metric = request.settings, request.settings["metric"]
-    rungs = [(r["epochs"], read_cells(request.folder / f"rung{r['index']}")[0]) for r in data["rungs"]]
+    plans = data["rungs"]
+    rungs = [(r["epochs"], rung_cells(request.folder, plans, i)) for i, r in enumerate(plans)]
     ranked = answer.rank(answer.entries(rungs, metric, candidates))
     decision = answer.decide(ranked)
     final_epochs = max(int(settings["max_epochs"]), decision.chosen.epochs)

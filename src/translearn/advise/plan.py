@@ -7,7 +7,11 @@ so the answer always compares two), trains them eta times longer (up to ``max_ep
 Pitfalls:
 
 * A rung that repeats the previous one's epochs with no more seeds would retrain the very same runs
-  (training is deterministic per seed): the schedule ends there.
+  (training is deterministic per seed): the schedule ends there. One that repeats its epochs with more
+  seeds trains only the new seeds: the earlier ones are the very same runs, reused, so it is priced at
+  its new seeds alone (``fit``'s ``done``; ``schedule_cost``). At more epochs nothing is reused: a
+  shorter run is another run (fewer epochs to its best accuracy; the cached crops, LP-FT's probe epochs
+  and a cosine schedule all follow ``trainer.max_epochs``), not a substitute.
 * Costs are estimates (the probe's timing, then the cells' own ``train_seconds``); a rung is started only
   if its estimate times a margin fits what is left (``FIRST_SAFETY`` while only the probe has been timed:
   on a shared machine a snapshot can be off several-fold; ``SAFETY`` once a rung has priced the cells),
@@ -113,14 +117,23 @@ def schedule(size: int, first_epochs: int, eta: int, max_epochs: int, max_seeds:
     return rungs
 
 
+def new_seeds(rung: Rung, prev: Rung | None) -> int:
+    """The seeds ``rung`` trains: those ``prev`` trained at the same epochs are reused, not retrained."""
+    if prev is not None and prev.epochs == rung.epochs:
+        return max(0, rung.seeds - prev.seeds)
+    return rung.seeds
+
+
 def schedule_cost(rungs: Sequence[Rung], costs: Costs, first: Sequence[Candidate], families: int) -> float:
-    """Estimated seconds of a whole schedule: rung 0 of ``first`` exactly, later rungs typically."""
-    total = 0.0
+    """Estimated seconds of a whole schedule: rung 0 of ``first`` exactly, later rungs typically (at
+    their new seeds only)."""
+    total, prev = 0.0, None
     for rung in rungs:
         if rung.index == 0:
             total += costs.rung(first, rung.epochs, rung.seeds)
         else:
-            total += costs.typical(rung.size, rung.epochs, rung.seeds, families)
+            total += costs.typical(rung.size, rung.epochs, new_seeds(rung, prev), families)
+        prev = rung
     return total
 
 
@@ -148,13 +161,15 @@ def fit(
     costs: Costs,
     remaining: float,
     prev: Rung | None = None,
+    done: int = 0,
 ) -> Rung | None:
     """``planned`` with as many of its seeds as the budget left allows; None if not even one seed fits
-    (or the seeds that fit would only repeat ``prev``'s runs)."""
-    for seeds in range(planned.seeds, 0, -1):
+    (or the seeds that fit would only repeat ``prev``'s runs). ``done``: its first seeds, already trained
+    at its epochs by earlier rungs, are reused: only the others are priced."""
+    for seeds in range(planned.seeds, done, -1):
         if prev is not None and planned.epochs <= prev.epochs and seeds <= prev.seeds:
             return None
-        if costs.rung(candidates, planned.epochs, seeds) * costs.margin <= remaining:
+        if costs.rung(candidates, planned.epochs, seeds - done) * costs.margin <= remaining:
             return replace(planned, seeds=seeds)
     return None
 

@@ -11,6 +11,11 @@ Layout of ``advise.dir``::
 
 Every cell is a translearn run folder, so ``python -m translearn.report DIR`` reads the whole search.
 
+Reuse: a rung at the epochs of the rung before it (epochs capped at ``advise.max_epochs``, more seeds)
+would train the seeds those rungs trained again, with exactly the same overrides (candidate, epochs,
+crops, seed): the very same runs. Its plan lists them as ``reused``, its sweeps train only the other
+seeds, and its results (:func:`rung_cells`) are its own runs plus the reused ones, each seed once.
+
 Resume: a rung's plan (candidates, epochs, seeds) is written to the state before its first command
 starts, so rerunning the command with ``advise.dir=DIR`` replays exactly the same sweeps with
 ``sweep.resume=true``: finished cells are skipped (a command whose cells are all complete is not even
@@ -181,6 +186,29 @@ def read_cells(folder: Path) -> tuple[list[Cell], list[str]]:
     return cells, [f"{i.path.name}: {i.reason}" for i in found.incomplete]
 
 
+def rung_cells(folder: Path, plans: Sequence[dict[str, Any]], index: int) -> list[Cell]:
+    """Rung ``index``'s results: its own runs, plus the seeds it reused from earlier rungs at its epochs
+    (its sweeps did not train them again); each candidate and seed once."""
+    plan = plans[index]
+    reused = set(plan.get("reused") or [])
+    members = set(plan["candidates"])
+    found = list(read_cells(folder / f"rung{index}")[0])
+    for earlier in range(index - 1, -1, -1):  # the nearest first; rungs at the same epochs are adjacent
+        if not reused or plans[earlier]["epochs"] != plan["epochs"]:
+            break
+        for cell in read_cells(folder / f"rung{earlier}")[0]:
+            if cell.candidate.key in members and cell.metrics.get("seed") in reused:
+                found.append(cell)
+    out, seen = [], set()
+    for cell in found:
+        seed = cell.metrics.get("seed")
+        if seed is not None and (cell.candidate, seed) in seen:
+            continue
+        seen.add((cell.candidate, seed))
+        out.append(cell)
+    return out
+
+
 def rank_cells(cells: Sequence[Cell], metric: str) -> list[tuple[Candidate, float]]:
     """Candidates by their mean ``metric`` over seeds, best first; ties go to fewer trainable parameters."""
     by: dict[Candidate, dict[Any, list[float]]] = {}
@@ -314,7 +342,7 @@ class Search:
                 index += 1
                 continue
             planned = next_rung(rung, eta, max_epochs, seeds_max)
-            ranked = rank_cells(read_cells(self.folder / f"rung{index}")[0], self.settings["metric"])
+            ranked = rank_cells(rung_cells(self.folder, data["rungs"], index), self.settings["metric"])
             if planned is None:
                 self._stop(
                     f"the schedule is complete (epochs at advise.max_epochs={max_epochs} or seeds at "
@@ -326,7 +354,8 @@ class Search:
                 return
             survivors = [c for c, _ in ranked[: planned.size]]
             planned = Rung(planned.index, len(survivors), planned.epochs, planned.seeds)
-            fitted = fit(planned, survivors, costs, self.remaining(), prev=rung)
+            done = self._done(survivors, planned.epochs, index)
+            fitted = fit(planned, survivors, costs, self.remaining(), prev=rung, done=done)
             if fitted is None:
                 need = costs.rung(survivors, planned.epochs, 1) * costs.margin
                 self._stop(
@@ -334,17 +363,41 @@ class Search:
                     f"epochs) needs about {need / 60:.1f} minutes, {max(0.0, self.remaining()) / 60:.1f} left"
                 )
                 return
-            self._record(fitted, survivors, costs)
+            self._record(fitted, survivors, costs, done)
             index += 1
 
-    def _record(self, rung: Rung, members: Sequence[Candidate], costs: Costs) -> None:
+    def _seeds(self, count: int) -> list[int]:
+        """The seeds of a rung of ``count`` seeds: always the first ones, so rungs share them."""
+        return [int(self.settings["seed"]) + s for s in range(count)]
+
+    def _done(self, members: Sequence[Candidate], epochs: int, last: int) -> int:
+        """How many of the first seeds every member already trained, at ``epochs``, in rungs up to ``last``:
+        those runs are the ones a rung at ``epochs`` would train, so it reuses them (a failed or
+        unfinished run is not reused: its seed is trained again)."""
+        metric = self.settings["metric"]
+        trained: dict[str, set[Any]] = {}
+        for index in range(last + 1):
+            if self.state.data["rungs"][index]["epochs"] != epochs:
+                continue
+            for cell in read_cells(self.folder / f"rung{index}")[0]:
+                if cell.metrics.get(metric) is not None:
+                    trained.setdefault(cell.candidate.key, set()).add(cell.metrics.get("seed"))
+        done = 0
+        for seed in self._seeds(int(self.settings["seeds"])):
+            if not all(seed in trained.get(c.key, ()) for c in members):
+                break
+            done += 1
+        return done
+
+    def _record(self, rung: Rung, members: Sequence[Candidate], costs: Costs, done: int = 0) -> None:
         self.state.data["rungs"].append(
             {
                 "index": rung.index,
                 "epochs": rung.epochs,
                 "seeds": rung.seeds,
+                "reused": self._seeds(done),  # trained by earlier rungs at these epochs: not run again
                 "candidates": [c.key for c in members],
-                "estimate": round(costs.rung(members, rung.epochs, rung.seeds), 1),
+                "estimate": round(costs.rung(members, rung.epochs, rung.seeds - done), 1),
                 "wall": None,
             }
         )
@@ -357,20 +410,25 @@ class Search:
         log.info(f"search ends: {reason}")
 
     def _run_rung(self, rung: Rung, members: Sequence[Candidate], costs: Costs) -> Costs:
-        """Every family's sweep of one rung; the costs come back calibrated on what ran."""
-        base = int(self.settings["seed"])
-        seeds = ",".join(str(base + s) for s in range(rung.seeds))
+        """Every family's sweep of one rung, over the seeds it does not reuse; the costs come back
+        calibrated on what ran."""
+        plan = self.state.data["rungs"][rung.index]
+        reused = set(plan.get("reused") or [])
+        seeds = [s for s in self._seeds(rung.seeds) if s not in reused]
+        sweep = [f"trainer.max_epochs={rung.epochs}", f"seed={','.join(map(str, seeds))}"]
+        sweep += crop_views(self.request.user_overrides, rung.epochs)
         commands = commands_for(members, rung.epochs)
-        views = crop_views(self.request.user_overrides, rung.epochs)
+        word = "seed" if len(reused) == 1 else "seeds"
+        also = f" ({word} {', '.join(map(str, sorted(reused)))} reused from earlier rungs)" if reused else ""
         wall, ran = 0.0, 0
         for family, overrides in commands:
-            n = sum(c.family == family for c in members) * rung.seeds
+            n = sum(c.family == family for c in members) * len(seeds)
             took = run_sweep(
                 self.request,
                 self.folder / f"rung{rung.index}" / family,
-                [*overrides, f"trainer.max_epochs={rung.epochs}", f"seed={seeds}", *views],
+                [*overrides, *sweep],
                 n,
-                f"rung {rung.index}: {family} × {rung.seeds} seed(s) × {rung.epochs} epoch(s)",
+                f"rung {rung.index}: {family} × {len(seeds)} new seed(s) × {rung.epochs} epoch(s){also}",
             )
             if took is not None:
                 wall, ran = wall + took, ran + 1
@@ -381,7 +439,6 @@ class Search:
                 f"every cell of rung {rung.index} failed ({failed[0] if failed else 'no results'}); "
                 f"see the logs in {self.folder / f'rung{rung.index}'}"
             )
-        plan = self.state.data["rungs"][rung.index]
         if ran:
             plan["wall"] = round((plan.get("wall") or 0.0) + wall, 1)
         if ran == len(commands):  # a rung run whole in this session prices the next one
