@@ -520,3 +520,26 @@ def test_ctrl_c_under_the_inline_launcher_exits_130_and_the_sweep_resumes(tmp_pa
     resumed = sweep_cli(*args, "sweep.resume=true")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert len(cells(sweep)) == 3
+
+
+@pytest.mark.cli
+@pytest.mark.slow
+def test_an_inline_resume_leaves_finished_cells_records_alone_and_records_the_cells_it_runs(
+    tmp_path: Path,
+) -> None:
+    """Hydra's run_job writes .hydra at each job's start: a resume rewrote every finished cell's config."""
+    sweep = tmp_path / "sweep"
+    args = ["launcher=inline", "seed=0,1", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"]
+    assert sweep_cli(*args).returncode == 0
+    record = {p.name: p.read_bytes() for p in (sweep / "0_seed=0" / ".hydra").iterdir()}
+    assert set(record) == {"config.yaml", "hydra.yaml", "overrides.yaml"}
+    for path in sorted((sweep / "1_seed=1").rglob("*"), reverse=True):  # cell 1 as if never reached
+        path.unlink() if path.is_file() else path.rmdir()
+    (sweep / "1_seed=1").rmdir()
+    resumed = sweep_cli(*args, "sweep.resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert {p.name: p.read_bytes() for p in (sweep / "0_seed=0" / ".hydra").iterdir()} == record
+    again = sweep / "1_seed=1" / ".hydra"
+    assert {p.name for p in again.iterdir()} == set(record)
+    assert "seed: 1" in (again / "config.yaml").read_text()
+    assert len(cells(sweep)) == 2

@@ -472,6 +472,7 @@ class CommandLine:
     ] = ()  # never in a cell's name (hydra.job.config.override_dirname in conf/hydra)
     swept_keys: tuple[str, ...] = ()  # -m: keys the command gives several values
     cells: int | None = None  # -m: the jobs the sweeper will launch, where that is known beforehand
+    in_process: bool = False  # -m: cells run inside the launcher's process (Hydra's run_job), not ours
 
     def cell_name_excluded(self) -> list[str]:
         """Keys left out of cell folder names: those set to one value, and the configured ones.
@@ -539,9 +540,10 @@ def validate_command_line(argv: list[str]) -> CommandLine:
                 info.output_dir = output_dir
                 info.resume = bool(cfg.get("sweep", {}).get("resume", False))
                 info.excluded_keys = tuple(cfg.hydra.job.config.override_dirname.exclude_keys)
+                launcher = cfg.hydra.get("launcher") or {}
                 if args.multirun:
                     info.cells = sweep_size(cfg.hydra.sweeper, args.overrides)
-                launcher = cfg.hydra.get("launcher") or {}
+                    info.in_process = not str(launcher.get("_target_", "")).endswith("TranslearnLauncher")
                 if args.multirun and str(launcher.get("_target_", "")).endswith("TranslearnLauncher"):
                     from translearn.sweep import resolve_devices
 

@@ -64,7 +64,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         folder.check_same_run(Path(ckpt_path), identity)
     if _first_process():  # DDP ranks started later by Lightning run this again
         if ckpt_path:
-            _record_resumed_config(cfg, out)
+            _record_config(cfg, out)
         folder.clear_failure()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     choice = parse_weights(
@@ -222,12 +222,12 @@ def _make_trainer(node: DictConfig, **kwargs: Any) -> pl.Trainer:
         ) from None
 
 
-def _record_resumed_config(cfg: DictConfig, out: Path) -> None:
-    """The resumed run's ``.hydra`` files, written once its resume is accepted.
+def _record_config(cfg: DictConfig, out: Path) -> None:
+    """The run's ``.hydra`` files, where ``main`` kept Hydra from writing them (``hydra.output_subdir=null``).
 
-    ``main`` tells Hydra not to write them for a resume (``hydra.output_subdir=null``): Hydra writes at job
-    start, so a refused resume (other settings) or one with nothing left to train rewrote the finished
-    run's recorded config, which the report and ``translearn.eval`` read.
+    Hydra writes them at job start, so a refused resume (other settings), one with nothing left to train,
+    or a sweep's resume skipping a finished cell rewrote that run's recorded config, which the report and
+    ``translearn.eval`` read. Written here once the run is known to train.
     """
     if not HydraConfig.initialized() or HydraConfig.get().output_subdir is not None:
         return  # Hydra wrote them (an older command line), or no Hydra job (tests, notebooks)
@@ -386,7 +386,9 @@ def _in_process_cell(cfg: DictConfig) -> float | None:
         return sweep.objective(cell.metrics(), cfg.get("optimized_metric"))
     if cfg.sweep.resume and cell.checkpoint_files():
         with open_dict(cfg):
-            cfg.ckpt_path = "last"
+            cfg.ckpt_path = "last"  # run() records the config once the resume is accepted
+    else:
+        _record_config(cfg, cell.path)  # only where main kept Hydra from writing it
     try:
         check_in_process_strategy(cfg.trainer)  # checked before the grid too; an Optuna trial can set it
         metrics = run(cfg)
@@ -426,6 +428,10 @@ def main() -> None:
     except UserError as exc:
         lock.release()
         exit_with(str(exc))
+    if info.resume and info.in_process and not any(a.startswith("hydra.output_subdir=") for a in sys.argv):
+        # Hydra's run_job writes .hydra at every job's start, so a resume rewrote the recorded config of
+        # each finished cell it skipped; _in_process_cell writes it for the cells that run.
+        sys.argv.append("hydra.output_subdir=null")
     if not info.pinned_sweep_dir:
         sys.argv.append(f"hydra.sweep.dir={info.output_dir}")
     if not any(a.startswith(("sweep.id=", "++sweep.id=")) for a in sys.argv):
