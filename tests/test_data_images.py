@@ -104,3 +104,53 @@ def test_gray_adapt_is_one_channel() -> None:
 )
 def test_is_image_name(name: str, expected: bool) -> None:
     assert is_image_name(name) is expected
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_phone_photo_loads_upright_as_a_viewer_shows_it(tmp_path: Path, orientation: int) -> None:
+    """A photo stored sideways with an EXIF orientation tag loaded sideways: trained and predicted rotated.
+
+    Checked against torchvision's own JPEG decoder with apply_exif_orientation, not against PIL's
+    exif_transpose, which the loader uses.
+    """
+    from PIL import Image
+    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+    stored = Image.new("RGB", (64, 40), (20, 40, 200))
+    stored.paste((250, 240, 10), (0, 0, 16, 10))  # a yellow corner, to see where it lands
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif, quality=95)
+
+    loaded = np.asarray(load_rgb(path)).astype(int)
+    expected = decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB, apply_exif_orientation=True)
+    expected = expected.permute(1, 2, 0).numpy().astype(int)
+    assert loaded.shape == expected.shape
+    assert np.abs(loaded - expected).mean() < 2.0  # two JPEG decoders, the same picture
+    assert loaded.shape[:2] == ((40, 64) if orientation == 3 else (64, 40))
+
+
+def test_a_float_image_in_0_to_1_keeps_its_values(tmp_path: Path) -> None:
+    """A float TIFF (scientific, remote sensing) with values in 0..1 decoded to an all-black image."""
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0.0, 1.0, 32, dtype=np.float32), (8, 1))
+    path = tmp_path / "ramp.tif"
+    Image.fromarray(ramp, mode="F").save(path)
+    pixels = np.asarray(load_rgb(path))[..., 0].astype(int)
+    assert np.abs(pixels - np.round(ramp * 255)).max() <= 1
+
+
+def test_a_very_large_photo_loads_without_pillows_two_line_warning(tmp_path: Path, monkeypatch) -> None:
+    import warnings
+
+    from PIL import Image
+
+    path = write(tmp_path / "big.png", "rgb", seed=4)
+    pixels = Image.open(path).size
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", pixels[0] * pixels[1] * 2 // 3)  # over it, under twice
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_rgb(path).size == pixels
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]

@@ -148,7 +148,9 @@ def sidecar(trained: Trained, fmt: str, path: Path, check: dict[str, Any]) -> di
     chans = int(h.get("in_chans", 3))
     mean, std = normalization(color, gray_mode, prep.mean, prep.std)
     steps = [
-        "decode the image and convert it to RGB (8 bits per channel)",
+        "decode the image and turn it upright by its EXIF orientation tag (PIL.ImageOps.exif_transpose)",
+        "convert it to RGB, 8 bits per channel: 16-bit values scaled by 255/65535 (not clipped), float "
+        "values in 0..1 by 255; palette transparency and alpha dropped",
         f"resize so the shorter side is {prep.resize} px ({prep.interpolation}, antialiased)",
         f"center-crop {prep.crop}×{prep.crop}",
     ]

@@ -52,6 +52,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.utils.data import DataLoader, Dataset
 
 from translearn.data.base import SPLITS, ImageDataModule, ImageFileDataset
+from translearn.data.images import DECODE_VERSION
 from translearn.errors import UserError
 from translearn.storage import build_once
 
@@ -232,6 +233,7 @@ def _fingerprint(net: Any, k: int, datamodule: ImageDataModule, views: int, dtyp
             files.append((split, path, label, stat.st_size, stat.st_mtime_ns))
     recipe = {
         "version": VERSION,
+        "decode": DECODE_VERSION,  # how files become pixels (EXIF orientation, ...)
         "library": net.library,
         "arch": net.arch,
         "head": net.head_name,

@@ -26,7 +26,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode, v2
 
 from translearn.data.base import ImageFileDataset
-from translearn.data.images import load_rgb
+from translearn.data.images import DECODE_VERSION, load_rgb
 from translearn.storage import build_once
 
 VERSION = 1
@@ -34,7 +34,7 @@ MODES = ("none", "decoded")
 
 
 def _key(samples: Sequence[tuple[str, int]], resize: int, interpolation: str) -> str:
-    digest = hashlib.sha256(json.dumps([VERSION, resize, interpolation]).encode())
+    digest = hashlib.sha256(json.dumps([VERSION, DECODE_VERSION, resize, interpolation]).encode())
     for path, _ in samples:
         stat = os.stat(path)
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
