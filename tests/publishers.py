@@ -219,6 +219,17 @@ def imagefolder(
     return root
 
 
+def imagefolder_splits(root: Path, per_split: Mapping[str, Mapping[str, int]]) -> Path:
+    """``root/<split folder>/<class>/img_N.jpg`` with each split's own classes and counts, e.g.
+    ``{"Train": {"ant": 5}, "Val": {"ant": 3, "zebra": 3}}``: split folders named and filled as users
+    name and fill them (capitalised, synonyms, classes that differ between splits)."""
+    for split, classes in per_split.items():
+        for cls, n in classes.items():
+            for i in range(n):
+                write(root / split / cls / f"img_{i}.jpg", _mode(i), seed=_seed(split, cls, i))
+    return root
+
+
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """(size, mtime_ns) of every file under ``root``, links followed: proof that nothing was touched."""
     out = {}

@@ -214,6 +214,116 @@ def test_imagefolder_empty_class_folder_is_dropped_with_a_warning(
         read_classes(ImageFolderDataModule, root, tmp_path, classes=["dog", "zebra"])
 
 
+@pytest.mark.parametrize(
+    "names",
+    [
+        ("Train", "Val"),
+        ("training", "validation"),
+        ("TRAIN", "Valid", "Test"),
+        ("Training", "dev", "Testing"),
+    ],
+)
+def test_imagefolder_split_folders_are_found_whatever_their_case_or_synonym(
+    names: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Train/Val (Windows, Kaggle) were read as 2 classes "Train" and "Val"; the real labels were lost."""
+    factors = dict(zip(names, (1.0, 0.5, 0.5), strict=False))
+    root = publishers.imagefolder(tmp_path / "f", splits=factors)
+    dm = build(ImageFolderDataModule, root, tmp_path)
+    assert dm.class_names == ["café", "dog", "owl"]
+    assert sizes(dm) == {"train": 15, "val": 7, "test": 7 if len(names) == 3 else 0}
+    assert dm.split_name() == "folders (auto)"
+    assert "look like split folders" not in capsys.readouterr().err
+
+
+def test_imagefolder_folders_that_look_like_splits_are_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Split folders under names no list can know (part1/part2, a language's own words) hold the same
+    class folders, and no images of their own: read as classes, they get a warning saying what to do."""
+    root = publishers.imagefolder_splits(
+        tmp_path / "f", {"part1": {"ant": 4, "bee": 4}, "part2": {"ant": 2, "bee": 2}}
+    )
+    assert read_classes(ImageFolderDataModule, root, tmp_path) == ["part1", "part2"]
+    err = capsys.readouterr().err
+    warning = next(ln for ln in err.splitlines() if "look like split folders" in ln)
+    assert "(part1, part2) each hold the same subfolders with images (ant, bee)" in warning
+    assert "rename them train/ and val/" in warning
+    # Class folders that also hold images of their own (publishers.imagefolder's more/) are classes.
+    read_classes(ImageFolderDataModule, publishers.imagefolder(tmp_path / "g"), tmp_path)
+    assert "look like split folders" not in capsys.readouterr().err
+
+
+def test_imagefolder_two_folders_for_one_split_is_a_user_error(tmp_path: Path) -> None:
+    root = publishers.imagefolder(tmp_path / "f", splits={"train": 1.0, "val": 0.5, "Validation": 0.5})
+    with pytest.raises(UserError, match="name the validation split") as info:
+        read_classes(ImageFolderDataModule, root, tmp_path)
+    assert "Validation/" in str(info.value) and "val/" in str(info.value)
+
+
+def test_imagefolder_a_split_folder_without_a_train_folder_is_a_user_error(tmp_path: Path) -> None:
+    """Class folders beside a Test/ folder: Test was read as a class holding every class's test images."""
+    root = publishers.imagefolder(tmp_path / "f")
+    publishers.imagefolder(root, {"dog": 2, "owl": 2}, splits={"Test": 1.0})
+    with pytest.raises(UserError, match=r"Test/ but no train/ folder") as info:
+        read_classes(ImageFolderDataModule, root, tmp_path)
+    assert "rename Test/ if it is a class" in str(info.value)
+
+
+def test_imagefolder_entries_beside_the_split_folders_are_listed_as_ignored(tmp_path: Path) -> None:
+    root = publishers.imagefolder(tmp_path / "f", splits={"train": 1.0, "val": 0.5})
+    publishers.imagefolder(root, {"dog": 2}, splits={"extra": 1.0})
+    publishers.write(root / "cover.jpg")
+    result = build(ImageFolderDataModule, root, tmp_path).prepare()
+    ignored = dict(result.ignored)
+    assert "not a split folder" in ignored["extra/"] and "train, val or test" in ignored["extra/"]
+    assert ignored["cover.jpg"] == "image outside any split folder"
+
+
+SPLITS_DIFFER = {
+    "train": {"ant": 5, "bee": 5, "wasp": 5},
+    "val": {"ant": 3, "bee": 3, "zebra": 3},
+    "test": {"ant": 3, "koala": 3},
+}
+
+
+def test_imagefolder_a_validation_class_without_training_images_is_a_user_error(tmp_path: Path) -> None:
+    """zebra (val only) was a class with 0 training images: never predicted, validation accuracy capped,
+    and no word said."""
+    root = publishers.imagefolder_splits(tmp_path / "f", SPLITS_DIFFER)
+    with pytest.raises(UserError) as info:
+        read_classes(ImageFolderDataModule, root, tmp_path)
+    message = str(info.value)
+    assert "1 class(es) have no images in train/ and could never be predicted" in message
+    assert "zebra (3 in val/)" in message and "wasp" not in message.split("train/ holds")[0]
+    assert "dataset.classes=[ant,bee,wasp]" in message and "dataset.split=random" in message
+    # Re-split, train and val are pooled: zebra gets training images and is a class like the others.
+    assert read_classes(ImageFolderDataModule, root, tmp_path, split="random") == [
+        "ant",
+        "bee",
+        "wasp",
+        "zebra",
+    ]
+
+
+def test_imagefolder_test_images_of_a_class_without_training_images_are_reported_and_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """test/koala's images were neither used nor counted: the report said 27 images found of 30."""
+    root = publishers.imagefolder_splits(tmp_path / "f", SPLITS_DIFFER)
+    dm = build(ImageFolderDataModule, root, tmp_path, classes=["ant", "bee", "wasp"])
+    result = dm.prepare()
+    assert dm.class_names == ["ant", "bee", "wasp"]
+    assert result.counts == {"train": 15, "val": 6, "test": 3}
+    koala = [rel for rel, why in result.ignored if "class koala" in why]
+    assert koala == [f"test/koala/img_{i}.jpg" for i in range(3)]
+    assert (
+        "24 images found" in dm.report_path.read_text() and "3 entries ignored" in dm.report_path.read_text()
+    )
+    err = capsys.readouterr().err
+    assert "test images of 1 class(es) without training images are not used: koala (3 in test/)" in err
+
+
 def compose(*overrides: str):
     from hydra.core.global_hydra import GlobalHydra
 

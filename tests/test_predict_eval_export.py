@@ -22,6 +22,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict, read_write
 
+import publishers
 from helpers import TINY, assert_user_error
 from translearn import eval as evaluate
 from translearn import export, predict
@@ -175,6 +176,50 @@ def test_no_images_at_all_is_a_one_line_error(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("translearn: error: no image files in"), lines
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_find_images_follows_symlinked_folders_as_training_does_and_ends_symlink_loops(
+    tmp_path: Path,
+) -> None:
+    """Path.rglob (Python 3.11) skipped linked folders that training reads; a loop is walked once."""
+    from translearn.data.files import find_images
+
+    outside = tmp_path / "elsewhere"
+    for name in ("x.jpg", "y.png"):
+        publishers.write(outside / name)
+    folder = tmp_path / "in"
+    publishers.write(folder / "a.jpg")
+    publishers.write(folder / "z" / "b.jpg")
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    (folder / "z" / "loop").symlink_to(folder, target_is_directory=True)
+    (folder / "z" / "notes.txt").write_text("not an image")
+    (folder / ".thumbnails").mkdir()  # junk folders are skipped, as training skips them
+    publishers.write(folder / ".thumbnails" / "a.jpg")
+    found = find_images([folder])
+    names = [p.relative_to(folder).as_posix() for p in found.files]
+    assert names == ["a.jpg", "linked/x.jpg", "linked/y.png", "z/b.jpg"]  # sorted as paths, each once
+    assert found.ignored == 1 and not found.missing
+    only_a_link = tmp_path / "only"
+    only_a_link.mkdir()
+    (only_a_link / "photos").symlink_to(outside, target_is_directory=True)
+    assert [p.name for p in find_images([only_a_link]).files] == ["x.jpg", "y.png"]
+
+
+@pytest.mark.slow
+def test_predict_reads_a_folder_that_holds_only_a_symlinked_folder(trained: Path, tmp_path: Path) -> None:
+    """It said "no image files in ..." for a folder whose images all lie behind a folder link."""
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    images = sorted(CaptureVal.probs)[:3]
+    for i, image in enumerate(images):
+        shutil.copy(image, outside / f"{i}.png")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "photos").symlink_to(outside, target_is_directory=True)
+    out = tmp_path / "p.csv"
+    predict.main([str(trained), str(folder), "--out", str(out)])
+    rows = _read_csv(out)
+    assert [r["path"] for r in rows] == [str(folder / "photos" / f"{i}.png") for i in range(3)]
 
 
 @pytest.mark.cli

@@ -12,12 +12,16 @@ Pitfalls it exists for:
   it is dropped from its batch (:func:`collate_readable`) and the caller lists it (:func:`why_unreadable`);
   the reason is looked up again there rather than carried out of a loader worker;
 * folders hold junk (``.DS_Store``, ``Thumbs.db``, notes): only image file names are taken from folders,
-  while a file named on the command line is always tried, whatever its extension.
+  while a file named on the command line is always tried, whatever its extension;
+* folders are read as training reads them (:mod:`translearn.data.scan`): symlinked subfolders are
+  followed (``Path.rglob`` on Python 3.11 skips them: a folder of links gave "no image files"), each real
+  folder once, so a link loop ends, and junk folders (``__MACOSX``, hidden ones) are skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from translearn.data.images import is_image_name, load_rgb
+from translearn.data.scan import is_junk
 from translearn.data.transforms import Preprocessing, build_transform
 
 # What decoding a file that is not an image (or is cut short) raises: PIL's UnidentifiedImageError is an
@@ -62,8 +67,31 @@ class FoundImages:
     ignored: int = 0  # files in the folders whose names are not image names
 
 
+def walk_files(folder: Path) -> Iterator[Path]:
+    """Every file under ``folder``, symlinked folders followed and each real folder visited once.
+
+    ``os.walk(followlinks=True)`` as training's scan follows links; alone it would walk a link loop
+    until the path got too long, so folders already seen (by resolved path) are not entered again.
+    Junk folders (``__MACOSX``, hidden ones) are skipped, as training skips them. Subfolders are walked
+    in sorted order, so which path of a twice-linked folder is kept does not depend on the disk.
+    """
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not is_junk(d))
+        for name in filenames:
+            path = Path(dirpath, name)
+            if path.is_file():  # a dangling link is no file
+                yield path
+
+
 def find_images(inputs: Sequence[str | Path]) -> FoundImages:
-    """Files as given, folders walked recursively (sorted) for image file names; each file once."""
+    """Files as given, folders walked recursively (sorted, links followed) for image file names; each
+    file once."""
     found = FoundImages()
     seen: set[Path] = set()
 
@@ -76,7 +104,7 @@ def find_images(inputs: Sequence[str | Path]) -> FoundImages:
     for item in inputs:
         path = Path(item).expanduser()
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file()):
+            for child in sorted(walk_files(path)):
                 if is_image_name(child):
                     add(child)
                 else:
