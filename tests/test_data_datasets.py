@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -474,3 +475,13 @@ def test_a_symlink_loop_is_visited_once(tmp_path: Path) -> None:
 def test_a_top_n_that_is_not_a_number_is_a_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"dataset\.top_n must be a whole number"):
         build(ImageFolderDataModule, publishers.imagefolder(tmp_path / "f"), tmp_path, top_n="many")
+
+
+def test_a_root_one_folder_too_high_names_the_folder_to_use(tmp_path: Path) -> None:
+    """ROOT/mydata/{train,val}/<class>/ gave only "1 class(es) ... needs at least 2"."""
+    from publishers import imagefolder
+
+    imagefolder(tmp_path / "mydata", splits={"train": 1.0, "val": 0.5})
+    dm = ImageFolderDataModule(root=str(tmp_path))
+    with pytest.raises(UserError, match=rf"set dataset.root={re.escape(str(tmp_path / 'mydata'))}$"):
+        dm.prepare()

@@ -109,9 +109,15 @@ def select_classes(
         largest = sorted(chosen, key=lambda c: (-counts[c], natural_key(c)))[:top_n]
         chosen = sorted(largest, key=natural_key)
     if len(chosen) < 2:
+        inner = Path(root) / chosen[0] if chosen else None
+        wrapper = (  # ROOT/mydata/{train,val}/...: the root is one folder too high
+            f"; if {inner} is the dataset, set dataset.root={inner}"
+            if inner is not None and inner.is_dir() and any(p.is_dir() for p in inner.iterdir())
+            else ""
+        )
         raise UserError(
             f"{name}: {len(chosen)} class(es) with images under {root} ({', '.join(chosen) or 'none'}); "
-            "a classifier needs at least 2 — check dataset.root and dataset.classes"
+            f"a classifier needs at least 2 — check dataset.root and dataset.classes{wrapper}"
         )
     return chosen
 
@@ -379,7 +385,8 @@ class PreparedDataModule(ImageDataModule):
             f"index     {r.index_path}",
             f"prepared  {time.strftime('%Y-%m-%d %H:%M:%S')}",
             f"files     {r.usable + len(r.excluded)} images found, {r.usable} usable, {len(r.excluded)} "
-            f"excluded (failed verification), {len(r.ignored)} entries ignored (not part of the layout)",
+            f"excluded (failed verification), {len(r.ignored)} entr{'y' if len(r.ignored) == 1 else 'ies'} "
+            "ignored (see below)",
             f"split     {self.split_name()}: "
             + " / ".join(f"{s} {r.counts[s]}" for s in SPLITS if r.counts[s]),
             f"classes   {len(r.classes)}",
@@ -399,7 +406,8 @@ class PreparedDataModule(ImageDataModule):
         split = " / ".join(f"{s} {r.counts[s]}" for s in SPLITS if r.counts[s])
         return (
             f"prepared {self.name}: {len(r.classes)} classes, {split} ({self.split_name()}); "
-            f"{r.usable} images usable, {len(r.excluded)} excluded, {r.checked} verified now; "
+            f"{r.usable} images usable, {len(r.excluded)} excluded, {len(r.ignored)} ignored, "
+            f"{r.checked} verified now; "
             f"report {r.report_path}"
         )
 
