@@ -410,3 +410,125 @@ def test_timm_fetch_fills_the_hugging_face_cache(
     weights_main(["fetch", "resnet18.tv_in1k", "--library", "timm"])
     assert ("timm/resnet18.tv_in1k", "model.safetensors", False) in calls
     assert "translearn: timm resnet18.tv_in1k:" in capsys.readouterr().out
+
+
+# --- preprocessing of weights given as a file -------------------------------------------------------
+
+
+def hub_snapshot(root: Path, repo_id: str, model: torch.nn.Module, **save_kwargs: object) -> Path:
+    """``model`` as timm publishes it to the Hub (``save_for_hf``: model.safetensors + config.json), in the
+    Hugging Face cache's layout: the snapshot's files are symlinks into ``blobs/``. Returns the weights file.
+    """
+    import hashlib
+
+    from timm.models import save_for_hf
+
+    staging = root / "staging"
+    save_for_hf(model, str(staging), safe_serialization=True, **save_kwargs)
+    repo = root / "hub" / f"models--{repo_id.replace('/', '--')}"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for file in staging.iterdir():
+        blob = hashlib.sha256(file.read_bytes()).hexdigest()
+        file.replace(repo / "blobs" / blob)
+        (snapshot / file.name).symlink_to(Path("..", "..", "blobs", blob))
+    staging.rmdir()
+    return snapshot / "model.safetensors"
+
+
+def _timm_model(arch: str, seed: int = 5) -> torch.nn.Module:
+    """timm's ``arch`` with every float tensor moved off its init (a file of init values proves little)."""
+    import timm
+
+    from published_weights import perturbed
+
+    torch.manual_seed(seed)
+    return perturbed(timm.create_model(arch))
+
+
+@pytest.mark.parametrize(
+    ("arch", "data_config", "expected"),
+    [
+        # The config.json timm writes for its own weights: its pretrained_cfg (mean = std = 0.5, bicubic,
+        # crop_pct 0.9 for this ViT), not translearn's ImageNet 256/224.
+        ("vit_tiny_patch16_224", None, (224, 248, "bicubic", (0.5,) * 3, (0.5,) * 3)),
+        # Fine-tuned weights exported with their own eval recipe (save_for_hf's data_config): the file's
+        # numbers, not the ones timm's registry has for resnet18.a1_in1k (crop_pct 0.95, ImageNet stats).
+        (
+            "resnet18",
+            {"input_size": (3, 160, 160), "crop_pct": 1.0, "interpolation": "bilinear",
+             "mean": (0.1, 0.2, 0.3), "std": (0.4, 0.5, 0.6)},
+            (160, 160, "bilinear", (0.1, 0.2, 0.3), (0.4, 0.5, 0.6)),
+        ),
+    ],
+    ids=["vit-own-cfg", "resnet18-exported-recipe"],
+)  # fmt: skip
+def test_a_hub_weights_file_brings_the_preprocessing_in_its_config_json(
+    arch: str, data_config: dict | None, expected: tuple, tmp_path: Path, compose_cfg
+) -> None:
+    """model.safetensors from the Hub: the config.json beside it says how the weights were trained."""
+    from translearn.backbones import build_backbone
+    from translearn.config import instantiate
+
+    model = _timm_model(arch)
+    file = hub_snapshot(tmp_path / "hf", f"timm/{arch}.a_tag", model, data_config=data_config)
+    saved = json.loads((file.parent / "config.json").read_text())
+    assert saved["architecture"] == arch and isinstance(saved["pretrained_cfg"], dict)  # timm's hub format
+
+    prep = preprocessing_for(parse_weights("timm", arch, str(file)))
+    assert prep is not None
+    assert (prep.crop, prep.resize, prep.interpolation, prep.mean, prep.std) == expected
+    assert "config.json" in prep.source, prep.source
+    # What training shows at startup and records in metrics.json: the data module's preprocessing.
+    root = publishers.hymenoptera(tmp_path / "hym")
+    cfg = compose_cfg(
+        "dataset=hymenoptera", f"dataset.root={root}", "dataset.image_size=null",
+        "model.library=timm", f"model.backbone={arch}", f"model.weights={file}",
+    )  # fmt: skip
+    data = instantiate(cfg.dataset, _partial_=True)(preprocessing=prep)
+    assert (data.preprocessing.crop, data.preprocessing.resize) == expected[:2]
+    assert "config.json" in data.preprocessing.describe()
+    assert "config.json" in data.preprocessing.as_dict()["source"]
+
+    # ...and the weights are the file's, every one of them.
+    net = build_backbone(arch, num_classes=3, weights=str(file), library="timm")
+    head = net.head_name
+    own = {k: v for k, v in net.model.state_dict().items() if not k.startswith(head + ".")}
+    theirs = {k: v for k, v in model.state_dict().items() if not k.startswith(head + ".")}
+    assert sorted(own) == sorted(theirs)
+    assert all(torch.equal(own[k], v) for k, v in theirs.items())
+
+
+def test_a_weights_file_that_does_not_say_gets_the_default_and_one_line_on_how_to_set_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """No config.json (or one that is not timm's): translearn's default, said once, with the keys to set."""
+    from safetensors.torch import save_file
+
+    model = _timm_model("vit_tiny_patch16_224")
+    bare = tmp_path / "bare" / "model.safetensors"
+    bare.parent.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(bare))
+    transformers = tmp_path / "transformers" / "model.safetensors"  # a Transformers repo's config.json
+    transformers.parent.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(transformers))
+    (transformers.parent / "config.json").write_text(
+        json.dumps({"architectures": ["ViTForImageClassification"], "model_type": "vit", "image_size": 224})
+    )
+    for file in (bare, transformers):
+        capsys.readouterr()
+        prep = preprocessing_for(parse_weights("timm", "vit_tiny_patch16_224", str(file)))
+        assert prep is not None
+        assert (prep.crop, prep.resize, prep.interpolation) == (224, 256, "bilinear")
+        assert prep.mean == (0.485, 0.456, 0.406) and prep.std == (0.229, 0.224, 0.225)
+        assert prep.source.startswith("translearn default") and "does not say" in prep.source, prep.source
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if str(file) in ln]
+        assert len(lines) == 1, err
+        for key in ("dataset.mean", "dataset.std", "dataset.interpolation", "dataset.resize_ratio"):
+            assert key in lines[0], lines[0]
+    assert "config.json" in lines[0] and "not timm's" in lines[0], lines[0]

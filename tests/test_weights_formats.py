@@ -22,6 +22,8 @@ same tensors torchvision's own builder does. Facts reproduced, from torchvision 
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -147,9 +149,17 @@ def test_published_file_loads_as_torchvision_loads_it(
 def test_published_file_loads_from_a_path(
     arch: str, published: Callable[[str], Published], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The same file downloaded by hand and passed as a path; the cache is empty so it cannot be used."""
+    """The same file downloaded by hand and passed as a path; the cache is empty so it cannot be used.
+
+    A file given by path is the published one only if its sha256 starts with the prefix in its name. A real
+    download does; these seeded fakes cannot, so the hash stands in here (section 6 tests the check itself).
+    """
     pub = published(arch)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    monkeypatch.setattr(
+        "translearn.weights.catalog.file_sha256",
+        lambda path: torch.hub.HASH_REGEX.search(path.name).group(1) + "0" * 56,
+    )
     elsewhere = tmp_path / "downloads" / pub.file.name
     elsewhere.parent.mkdir()
     try:
@@ -282,3 +292,269 @@ def test_bad_cached_file_names_the_file_and_how_to_fetch_it_again(
     assert cached.name in message and "python -m translearn.weights fetch" in message, message
     assert "\n" not in message, message
     assert not half_written(tmp_path)
+
+
+# --- 5. files other tools write: training checkpoints, MMPretrain -----------------------------------
+#
+# Each file is built as its tool writes it, from these sources:
+# * torchvision references/classification/train.py: {"model": model_without_ddp.state_dict(),
+#   "optimizer", "lr_scheduler", "epoch", "args": the argparse.Namespace}, plus "model_ema" under
+#   --model-ema (utils.ExponentialMovingAverage, an AveragedModel with use_buffers=True: "n_averaged" and
+#   "module."-prefixed keys).
+#   DeiT, ConvNeXt and MAE save {"model": ...} the same way.
+# * timm's train.py: timm.utils.CheckpointSaver itself (used below), which writes "state_dict",
+#   "state_dict_ema" (with --model-ema), "optimizer", "args" (argparse.Namespace), "arch", "epoch", "metric".
+# * MMPretrain: ImageClassifier's state_dict() (backbone., neck., head. modules; ClsDataPreprocessor's
+#   mean/std buffers are not persistent) under "state_dict", with "meta", as tools/model_converters/
+#   publish_model.py leaves it. Its ResNet names its layers as torchvision does (conv1, bn1 from mmcv's
+#   build_norm_layer "bn" abbreviation, layer1..4, downsample.0/.1); LinearClsHead's classifier is head.fc.
+
+
+def _hot_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """One SGD step, so the optimizer has state and the EMA differs from the model."""
+    model.train()
+    model(torch.randn(2, 3, 64, 64)).logsumexp(dim=1).sum().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+def _references_args(*argv: str) -> argparse.Namespace:
+    """A real argparse.Namespace from (a part of) references/classification/train.py's parser."""
+    parser = argparse.ArgumentParser(description="PyTorch Classification Training")
+    parser.add_argument("--model", default="resnet18", type=str)
+    parser.add_argument("--device", default="cuda", type=str)
+    parser.add_argument("--lr", default=0.1, type=float)
+    parser.add_argument("--model-ema", action="store_true")
+    parser.add_argument("--model-ema-decay", type=float, default=0.99998)
+    parser.add_argument("--interpolation", default="bilinear", type=str)
+    parser.add_argument("--val-resize-size", default=256, type=int)
+    parser.add_argument("--val-crop-size", default=224, type=int)
+    parser.add_argument("--weights", default=None, type=str)
+    return parser.parse_args(list(argv))
+
+
+def assert_holds(model: nn.Module, expected: dict[str, torch.Tensor], head: str) -> None:
+    """Every non-head tensor of the model is ``expected``'s, and nothing of the model came from elsewhere."""
+    own = non_head(model.state_dict(), head)
+    expected = non_head(expected, head)
+    assert sorted(own) == sorted(expected), sorted(own.keys() ^ expected.keys())[:5]
+    different = [k for k, v in expected.items() if not torch.equal(own[k], v)]
+    assert not different, f"{len(different)} tensors differ from the file, e.g. {different[:5]}"
+
+
+@pytest.mark.parametrize("ema", [False, True], ids=["model", "model_ema"])
+@pytest.mark.parametrize("ddp", [False, True], ids=["plain", "ddp"])
+def test_a_torchvision_references_checkpoint_loads(
+    ema: bool, ddp: bool, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """checkpoint.pth of torchvision's reference scripts: an argparse.Namespace inside, the weights nested."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    torch.manual_seed(0)
+    model = perturbed(torchvision.models.resnet18())
+    args = _references_args("--model", "resnet18", "--lr", "0.5", *(["--model-ema"] if ema else []))
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
+    lr_scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=30, gamma=0.1)
+    model_ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.5), use_buffers=True) if ema else None
+    )
+    if model_ema is not None:
+        model_ema.update_parameters(model)  # the first update copies; the next one averages
+    _hot_step(model, optimizer)
+    lr_scheduler.step()
+    if model_ema is not None:
+        model_ema.update_parameters(model)
+    # DistributedDataParallel's own state_dict() prefixes "module."; the scripts save model_without_ddp's.
+    saved_model = {f"module.{k}": v for k, v in model.state_dict().items()} if ddp else model.state_dict()
+    checkpoint = {
+        "model": saved_model,
+        "optimizer": optimizer.state_dict(),
+        "lr_scheduler": lr_scheduler.state_dict(),
+        "epoch": 0,
+        "args": args,
+    }
+    if model_ema is not None:
+        checkpoint["model_ema"] = model_ema.state_dict()
+    path = tmp_path / "checkpoint.pth"
+    torch.save(checkpoint, path)  # utils.save_on_master
+
+    capsys.readouterr()
+    with torch.no_grad():
+        net = build_backbone("resnet18", num_classes=3, weights=str(path))
+    if model_ema is not None:  # timm's load_checkpoint rule: EMA weights when the file has them
+        expected = {
+            k.removeprefix("module."): v for k, v in model_ema.state_dict().items() if k != "n_averaged"
+        }
+        assert not torch.equal(expected["conv1.weight"], model.state_dict()["conv1.weight"])
+    else:
+        expected = model.state_dict()
+    assert_holds(net.model, expected, "fc")
+    out = capsys.readouterr().out
+    said = [ln for ln in out.splitlines() if str(path) in ln]
+    assert len(said) == 1 and ("'model_ema'" if ema else "'model'") in said[0], out
+
+
+def test_a_deit_style_checkpoint_loads_the_state_dict_under_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """DeiT's, ConvNeXt's and MAE's published files: {"model": state_dict}, nothing else."""
+    torch.manual_seed(3)
+    model = perturbed(torchvision.models.resnet18())
+    path = tmp_path / "deit_style.pth"
+    torch.save({"model": model.state_dict()}, path)
+    capsys.readouterr()
+    with torch.no_grad():
+        net = build_backbone("resnet18", num_classes=3, weights=str(path))
+    assert_holds(net.model, model.state_dict(), "fc")
+    said = [ln for ln in capsys.readouterr().out.splitlines() if str(path) in ln]
+    assert len(said) == 1 and "'model'" in said[0], said
+
+
+@pytest.mark.parametrize("library", ["timm", "torchvision"])
+@pytest.mark.parametrize("ema", [True, False], ids=["with-ema", "no-ema"])
+def test_a_timm_training_checkpoint_loads_its_ema_weights_and_says_which(
+    library: str, ema: bool, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """last.pth.tar of timm's train.py, written by timm's own CheckpointSaver (args: a Namespace)."""
+    import timm
+    from timm.utils import CheckpointSaver, ModelEmaV3
+
+    torch.manual_seed(1)
+    model = perturbed(timm.create_model("resnet18"))
+    model_ema = ModelEmaV3(model, decay=0.5) if ema else None
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    _hot_step(model, optimizer)
+    if model_ema is not None:
+        model_ema.update(model)
+    args = argparse.Namespace(model="resnet18", lr=0.5, epochs=1, model_ema=ema, device="cpu")
+    saver = CheckpointSaver(
+        model,
+        optimizer,
+        args=args,
+        model_ema=model_ema,
+        checkpoint_dir=str(tmp_path),
+        recovery_dir=str(tmp_path),
+    )
+    saver.save_checkpoint(0, metric=0.5)
+    path = tmp_path / "last.pth.tar"
+    raw = torch.load(path, map_location="cpu", weights_only=False)
+    assert isinstance(raw["args"], argparse.Namespace) and ("state_dict_ema" in raw) == ema  # the real format
+
+    capsys.readouterr()
+    with torch.no_grad():
+        net = build_backbone("resnet18", num_classes=3, weights=str(path), library=library)
+    key = "state_dict_ema" if ema else "state_dict"
+    if ema:
+        assert not torch.equal(raw["state_dict_ema"]["conv1.weight"], raw["state_dict"]["conv1.weight"])
+    assert_holds(net.model, raw[key], "fc")
+    out = capsys.readouterr().out
+    said = [ln for ln in out.splitlines() if str(path) in ln]
+    assert len(said) == 1 and f"'{key}'" in said[0], out
+    if ema:
+        assert "'state_dict'" in said[0], said[0]  # the one not loaded, and how to use it instead
+
+
+class _ImageClassifier(nn.Module):
+    """MMPretrain's ImageClassifier as its state_dict() sees it: backbone, a parameter-free neck
+    (GlobalAveragePooling) and a LinearClsHead whose classifier is ``fc``."""
+
+    def __init__(self, backbone: nn.Module, classes: int) -> None:
+        super().__init__()
+        features = backbone.fc.in_features
+        backbone.fc = nn.Identity()  # MMPretrain's ResNet has no classifier of its own
+        self.backbone = backbone
+        self.neck = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Module()
+        self.head.fc = nn.Linear(features, classes)
+
+
+@pytest.mark.parametrize("library", ["torchvision", "timm"])
+def test_an_mmpretrain_checkpoint_loads_its_backbone(
+    library: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """resnet18_8xb32_in1k.pth as MMPretrain publishes it: backbone.* is torchvision's resnet18."""
+    torch.manual_seed(2)
+    classifier = perturbed(_ImageClassifier(torchvision.models.resnet18(), classes=3))
+    state = (
+        classifier.state_dict()
+    )  # its _metadata is keyed by "backbone.…" module names, as mmengine keeps it
+    meta = {
+        "epoch": 100,
+        "iter": 500500,
+        "mmengine_version": "0.10.4",
+        "dataset_meta": {"classes": ["a", "b", "c"]},
+    }
+    path = tmp_path / "resnet18_8xb32_in1k_20210831-fbbb1da6.pth"
+    torch.save({"meta": meta, "state_dict": state}, path)
+
+    capsys.readouterr()
+    with torch.no_grad():  # 3 classes, as the file's head: it is still MMPretrain's head, and is replaced
+        net = build_backbone("resnet18", num_classes=3, weights=str(path), library=library)
+    expected = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    assert_holds(net.model, expected, "fc")
+    assert not torch.equal(net.model.fc.weight, state["head.fc.weight"])
+    out = capsys.readouterr().out
+    said = [ln for ln in out.splitlines() if str(path) in ln]
+    assert len(said) == 1 and "MMPretrain" in said[0] and "backbone." in said[0] and "head." in said[0], out
+
+
+# --- 6. a file under a published name is that file only if its hash says so --------------------------
+
+
+def test_a_published_name_on_other_contents_loads_as_an_unknown_file(
+    published: Callable[[str], Published],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """googlenet-1378be20.pth whose sha256 does not start with 1378be20: not GoogLeNet's published weights, so
+    no transform_input and no published preprocessing; a line says the name does not match the contents."""
+    from translearn.weights import parse_weights, preprocessing_for
+
+    pub = published("googlenet")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    elsewhere = tmp_path / "downloads" / pub.file.name
+    elsewhere.parent.mkdir()
+    shutil.copyfile(pub.file, elsewhere)
+    capsys.readouterr()
+
+    prep = preprocessing_for(parse_weights("torchvision", "googlenet", str(elsewhere)))
+    assert prep is not None and prep.source.startswith("translearn default"), prep
+    assert "GoogLeNet_Weights" not in prep.source
+    with torch.no_grad():
+        net = build_backbone("googlenet", num_classes=3, weights=str(elsewhere))
+    assert net.model.transform_input is False  # built as for any googlenet file, not as the published one
+    assert_holds(net.model, file_tensors(pub), "fc")
+    err = capsys.readouterr().err
+    said = [ln for ln in err.splitlines() if str(elsewhere) in ln]
+    assert len(said) == 1 and "sha256" in said[0] and "1378be20" in said[0], err
+
+
+def test_a_published_name_whose_hash_matches_is_the_published_file(
+    published: Callable[[str], Published],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """The same file under a name that carries its real hash prefix is the published weights (the enum's URL
+    is pointed at that name: no fake file can match GoogLeNet's real hash)."""
+    from translearn.weights import parse_weights, preprocessing_for
+
+    pub = published("googlenet")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch"))
+    digest = hashlib.sha256(pub.file.read_bytes()).hexdigest()
+    name = f"googlenet-{digest[:8]}.pth"
+    enum = weights_enum("googlenet", "IMAGENET1K_V1")
+    monkeypatch.setattr(enum.value, "url", f"https://download.pytorch.org/models/{name}")
+    elsewhere = tmp_path / "downloads" / name
+    elsewhere.parent.mkdir()
+    shutil.copyfile(pub.file, elsewhere)
+    capsys.readouterr()
+
+    prep = preprocessing_for(parse_weights("torchvision", "googlenet", str(elsewhere)))
+    assert prep is not None and prep.source.startswith("GoogLeNet_Weights.IMAGENET1K_V1"), prep
+    with torch.no_grad():
+        net = build_backbone("googlenet", num_classes=3, weights=str(elsewhere))
+    assert_torchvision_layout(net.model, "googlenet")  # transform_input=True: loaded as published
+    assert_holds(net.model, file_tensors(pub), "fc")
+    assert str(elsewhere) not in capsys.readouterr().err

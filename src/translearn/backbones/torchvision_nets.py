@@ -55,7 +55,7 @@ from translearn.backbones.net import (
 from translearn.errors import UserError
 from translearn.log import log
 from translearn.weights import cache
-from translearn.weights.catalog import WeightsChoice, published_file_enum, torchvision_enum
+from translearn.weights.catalog import WeightsChoice, published_file, torchvision_enum
 from translearn.weights.files import first_line, load_checked, read_state_dict, upgrade_torchvision
 
 # Where torchvision keeps a model's classifier, in the order we look for it.
@@ -141,7 +141,7 @@ def _explain_misfit(arch: str, enum: Any, state: dict, what: str, fix: str) -> N
 
 def _from_file(arch: str, path: Path, num_classes: int, in_chans: int) -> tuple[nn.Module, bool]:
     """A weight file loaded as torchvision would load it; True when its head already has our classes."""
-    enum = published_file_enum(arch, path.name)
+    enum = published_file(arch, path)  # by name and sha256: a name alone does not make a file published
     if enum is not None:  # torchvision's own file, copied off a login node: load it exactly as published
         return _published(arch, WeightsChoice("torchvision", arch, "published", enum.name), path), False
     fix = f"pass weights saved from a {arch}"

@@ -12,22 +12,32 @@ Pitfalls this module exists for:
 * Each weight version has its own preprocessing: ResNet50 V2 resizes to 232 before its 224 crop, timm
   models use bicubic resizing and sometimes mean = std = 0.5. :func:`preprocessing_for` reads them from
   the weights' own metadata rather than assuming ImageNet's 256/224.
+* A weight file says nothing about its preprocessing, except where its publisher said it beside it:
+  torchvision's file names (``resnet18-f37072fd.pth`` is ``IMAGENET1K_V1`` only if its sha256 starts with
+  ``f37072fd``, checked as torch.hub checks a download) and the ``config.json`` timm writes beside a Hub
+  ``model.safetensors``. Otherwise translearn's default applies, and one line says so and how to set it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
+import hashlib
+import json
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
+import torch
 import torchvision
 
 from translearn.data.transforms import Preprocessing
 from translearn.errors import UserError
+from translearn.log import warn_once
 
 LIBRARIES = ("torchvision", "timm")
 WEIGHT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors", ".tar")
@@ -160,6 +170,55 @@ def published_file_enum(arch: str, filename: str) -> Any | None:
     return next((m for m in members if os.path.basename(m.url) == filename), None)
 
 
+def published_file(arch: str, path: Path) -> Any | None:
+    """The torchvision weights this file is: its name is a published one and its sha256 agrees with it.
+
+    A name is only a claim: the hash prefix in it is checked as torch.hub checks a download. On a mismatch
+    the file is an unknown one, and one line (once) says so. Only for files given by path; torchvision does
+    not re-hash its cache, and neither does translearn.
+    """
+    enum, mismatch = _published_match(arch, path)
+    if mismatch:
+        _say_mismatch(arch, path, mismatch)
+    return enum
+
+
+def _say_mismatch(arch: str, path: Path, mismatch: str) -> None:
+    warn_once(f"weights file {path} {mismatch}: loaded as an unknown {arch} file; {DEFAULT_HOW_TO}")
+
+
+def _published_match(arch: str, path: Path) -> tuple[Any | None, str]:
+    """(enum, "") for published weights; (None, why) when the name says so but the hash does not."""
+    enum = published_file_enum(arch, path.name)
+    if enum is None:
+        return None, ""
+    match = torch.hub.HASH_REGEX.search(path.name)
+    if not match or not match.group(1):
+        return enum, ""  # nothing to check it against
+    prefix, digest = match.group(1), file_sha256(path)
+    if digest.startswith(prefix):
+        return enum, ""
+    return None, (
+        f"has the name of torchvision's {enum.__class__.__name__}.{enum.name} file but not its contents "
+        f"(its sha256 begins {digest[: len(prefix)]}, the name says {prefix})"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256 in hex, computed once per file version (a published file is up to 0.5 GB)."""
+    stat = path.stat()
+    return _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 # --- timm ----------------------------------------------------------------------------------------
 
 
@@ -192,17 +251,102 @@ def timm_pretrained_cfg(choice: WeightsChoice) -> Any:
 # --- preprocessing -------------------------------------------------------------------------------
 
 
+DEFAULT_HOW_TO = (
+    "translearn's default preprocessing applies where dataset.* does not set it (ImageNet mean/std, bilinear "
+    "resize 256 → crop 224); if the weights were trained otherwise, set dataset.mean, dataset.std, "
+    "dataset.interpolation, dataset.resize_ratio and dataset.image_size"
+)
+
+
 def preprocessing_for(choice: WeightsChoice) -> Preprocessing | None:
-    """The preprocessing these weights were trained with, from their own metadata; None if they have none."""
+    """The preprocessing these weights were trained with, from their own metadata; None without weights.
+
+    A weight file that does not say gets translearn's default, with a ``source`` and one line that say so:
+    a silent ImageNet 256/224 under weights trained at 0.5/0.5 bicubic costs accuracy and nobody sees why.
+    """
     if choice.kind == "published" and choice.library == "torchvision":
         return _torchvision_preprocessing(torchvision_enum(choice), choice.label)
     if choice.kind == "published":
         return _timm_preprocessing(timm_pretrained_cfg(choice), choice.label)
-    if choice.kind == "file" and choice.library == "torchvision" and choice.path is not None:
-        enum = published_file_enum(choice.arch, choice.path.name)
-        if enum is not None:
-            return _torchvision_preprocessing(enum, f"{enum.__class__.__name__}.{enum.name} (file name)")
+    if choice.kind == "file" and choice.path is not None:
+        return _file_preprocessing(choice.library, choice.arch, choice.path)
     return None
+
+
+def _file_preprocessing(library: str, arch: str, path: Path) -> Preprocessing:
+    """From the file's published name (hash-checked), else from a timm config.json beside it, else default."""
+    default = Preprocessing()
+    if library == "torchvision":
+        enum, mismatch = _published_match(arch, path)
+        if enum is not None:
+            label = f"{enum.__class__.__name__}.{enum.name} (file name)"
+            return _torchvision_preprocessing(enum, label) or default
+        if mismatch:  # the same line as loading the file says: said once
+            _say_mismatch(arch, path, mismatch)
+            return dataclasses.replace(
+                default, source=f"{default.source}; the file's published name does not match its contents"
+            )
+    prep, why = _timm_hub_preprocessing(path)
+    if prep is not None:
+        return prep
+    warn_once(
+        f"weights file {path} does not say what preprocessing it was trained with ({why}): {DEFAULT_HOW_TO}"
+    )
+    return dataclasses.replace(default, source=f"{default.source}; the weights file does not say its own")
+
+
+def _timm_hub_preprocessing(path: Path) -> tuple[Preprocessing | None, str]:
+    """What the config.json timm writes beside a Hub weights file says; else None and why not.
+
+    timm's ``save_config_for_hf`` writes ``{"architecture", "num_classes", ..., "pretrained_cfg": {"mean",
+    "std", "interpolation", "crop_pct", "input_size", ...}}``; older exports put the pretrained_cfg keys at
+    the top level. Keys it leaves out get timm's own defaults (``resolve_data_config``).
+    """
+    from translearn.weights.cache import TIMM_FILES
+
+    config = path.parent / "config.json"  # the snapshot folder, not the blob a Hub symlink points to
+    if path.name not in TIMM_FILES:
+        hub = " or ".join(TIMM_FILES)
+        return None, f"neither a torchvision published file name nor a timm Hub {hub} with its config.json"
+    if not config.is_file():
+        return None, "no timm config.json beside it"
+    try:
+        raw = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"cannot read the config.json beside it: {exc}"
+    if not isinstance(raw, dict) or "architecture" not in raw:
+        return None, "the config.json beside it is not timm's: it has no architecture or pretrained_cfg"
+    cfg = raw.get("pretrained_cfg", raw)  # no pretrained_cfg: timm's older single-dict format
+    if not isinstance(cfg, dict):
+        return None, "the config.json beside it is not timm's: its pretrained_cfg is not a mapping"
+    defaults = {
+        "input_size": [3, 224, 224],
+        "interpolation": "bicubic",
+        "crop_pct": 0.875,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+    }
+    given = {k: cfg[k] for k in defaults if cfg.get(k) is not None}
+    values = {**defaults, **given}
+    mean, std, size = values["mean"], values["std"], values["input_size"]
+    if not (_numbers(mean, 3) and _numbers(std, 3) and min(std) > 0):
+        return None, f"the config.json beside it has mean {mean} and std {std}, not 3 RGB values"
+    crop_pct = values["crop_pct"]
+    if not (_numbers(size, 3) and size[-1] >= 8 and _numbers([crop_pct], 1) and 0 < crop_pct <= 1):
+        return None, f"the config.json beside it has input_size {size} and crop_pct {values['crop_pct']}"
+    # Not the tag: an export of fine-tuned weights keeps the tag of the weights it started from.
+    prep = _timm_preprocessing(SimpleNamespace(**values), f"timm {raw['architecture']}")
+    missing = [k for k in defaults if k not in given]
+    note = f", timm's defaults for {', '.join(missing)}" if missing else ""
+    return dataclasses.replace(prep, source=f"config.json beside the weights file ({prep.source}{note})"), ""
+
+
+def _numbers(values: object, count: int) -> bool:
+    return (
+        isinstance(values, (list, tuple))
+        and len(values) == count
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    )
 
 
 def _torchvision_preprocessing(enum: Any, label: str) -> Preprocessing | None:

@@ -13,10 +13,24 @@ would" means three things this module keeps:
 * **An honest check.** Everything the model has must come from the file, except the head when its class
   count differs and the ``num_batches_tracked`` counters that only momentum-free BatchNorm reads; anything
   else missing, unexpected or of another shape is a one-line error that says which file and what to do.
+
+Files other tools write hold the network inside a training checkpoint (:func:`read_state_dict` finds it
+and says in one line which entry it loaded):
+
+* torchvision's reference scripts save ``{"model", "optimizer", "lr_scheduler", "epoch", "args"}`` (and
+  ``"model_ema"``, an ``AveragedModel``: ``n_averaged`` plus ``module.`` keys); DeiT, ConvNeXt and MAE
+  publish ``{"model": ...}``; timm's train.py saves ``"state_dict"`` and ``"state_dict_ema"``; Lightning
+  saves ``"state_dict"``. With an EMA copy in the file, the EMA weights load, as timm's ``load_checkpoint``
+  does by default (``use_ema=True``, same order of keys as :data:`_NESTED`).
+* ``args`` is an ``argparse.Namespace``, which ``weights_only=True`` refuses unless allowed by name; it
+  is allowed, and nothing else (see :func:`_load`).
+* MMPretrain's ``ImageClassifier`` keys its ResNet ``backbone.`` + torchvision's names and its classifier
+  ``head.fc``: the backbone loads, the head (replaced anyway) does not.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -25,12 +39,20 @@ import torch
 from torch import nn
 
 from translearn.errors import UserError
+from translearn.log import info_rank_zero
 
 # torchvision/models/densenet.py: '.'s are no longer allowed in module names.
 _DENSENET_LEGACY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
 )
 _LIGHTNING_PREFIXES = ("net.model.", "model.", "module.")
+# Where training checkpoints keep the network, in the order timm's load_state_dict(use_ema=True) looks:
+# an EMA copy first (timm's train.py, torchvision's references), then the raw weights (timm, Lightning;
+# torchvision's references, DeiT, ConvNeXt, MAE).
+_NESTED = ("state_dict_ema", "model_ema", "state_dict", "model")
+_EMA_OF = {"state_dict_ema": "state_dict", "model_ema": "model"}
+# MMPretrain's ImageClassifier: backbone, neck (GlobalAveragePooling: no tensors), head (LinearClsHead.fc).
+_MMPRETRAIN_PARTS = ("backbone.", "neck.", "head.")
 
 
 def first_line(exc: BaseException) -> str:
@@ -46,9 +68,11 @@ def _with_metadata(items: dict[str, torch.Tensor], metadata: dict | None) -> Ord
 
 
 def read_state_dict(path: str | Path, fix: str = "") -> OrderedDict:
-    """A state_dict from a ``torch.save`` file, a Lightning checkpoint or a ``.safetensors`` file.
+    """A state_dict from a ``torch.save`` file, a training checkpoint or a ``.safetensors`` file.
 
     Loaded with ``weights_only=True``: a weight file from the internet must not be able to run code.
+    Training checkpoints (Lightning, timm, torchvision's references, DeiT, MMPretrain) hold the network
+    under a key: which one was loaded is said in one line, since an EMA file holds two networks.
     """
     file = Path(path).expanduser()
     fix = fix or "save one with torch.save(model.state_dict(), PATH)"
@@ -64,19 +88,104 @@ def read_state_dict(path: str | Path, fix: str = "") -> OrderedDict:
 
             obj: object = load_file(str(file), device="cpu")
         else:
-            obj = torch.load(file, map_location="cpu", weights_only=True)
+            obj = _load(file)
     except ImportError:
         raise UserError(f"reading {file} needs safetensors: pip install safetensors") from None
     except Exception as exc:  # torch raises many types for foreign, truncated or corrupt files
         raise UserError(f"cannot read weights file {file} as a state_dict ({_why(exc)}); {fix}") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = _network_only(obj["state_dict"])  # a Lightning checkpoint: keep the network, not metric states
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+    notes = []
+    if isinstance(obj, dict) and obj and not _is_state_dict(obj):
+        key = next((k for k in _NESTED if _is_state_dict(obj.get(k))), None)
+        if key is None:
+            raise UserError(
+                f"weights file {file} does not hold a state_dict (a dict of tensors): it is a dict of "
+                f"{_some(obj)}, none of them a state_dict ({', '.join(_NESTED)}); {fix}"
+            )
+        notes.append(_nested_note(obj, key))
+        obj = _network_only(obj[key])  # a Lightning checkpoint: keep the network, not metric states
+    if not _is_state_dict(obj):
         raise UserError(f"weights file {file} does not hold a state_dict (a dict of tensors); {fix}")
+    assert isinstance(obj, dict)  # for the type checker: _is_state_dict said so
+    obj = _without_averaging_count(obj)
     for prefix in _LIGHTNING_PREFIXES:
         if all(k.startswith(prefix) for k in obj):
             obj = strip_prefix(obj, prefix)
+    obj, note = _mmpretrain_backbone(obj)
+    notes += [note] if note else []
+    if notes:  # said once at startup: which of the file's weights the run starts from
+        info_rank_zero(f"weights file {file}: {'; '.join(notes)}")
     return obj if isinstance(obj, OrderedDict) else _with_metadata(obj, getattr(obj, "_metadata", None))
+
+
+def _load(file: Path) -> object:
+    """``torch.load(weights_only=True)`` that lets a training checkpoint's ``argparse.Namespace`` through.
+
+    timm's train.py and torchvision's reference scripts save their parsed command line (``args``) in the
+    checkpoint. Allowing ``argparse.Namespace`` runs no code: the weights-only unpickler makes it with
+    ``object.__new__`` and fills its ``__dict__`` (Namespace has no ``__setstate__``; its ``__init__`` is not
+    called), and each value inside must itself be something the weights-only unpickler allows (numbers,
+    strings, lists, dicts, tensors), so a Namespace cannot carry anything else in. Every other class is still
+    refused. timm's own ``load_checkpoint`` allows the same class the same way.
+    """
+    with torch.serialization.safe_globals([argparse.Namespace]):
+        return torch.load(file, map_location="cpu", weights_only=True)
+
+
+def _is_state_dict(obj: object) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _some(obj: dict, most: int = 6) -> str:
+    keys = [str(k) for k in obj]
+    return ", ".join(keys[:most]) + (f" and {len(keys) - most} more" if len(keys) > most else "")
+
+
+def _nested_note(checkpoint: dict, key: str) -> str:
+    """Which entry of a training checkpoint was loaded, and what was not (an EMA file holds two networks)."""
+    raw = _EMA_OF.get(key)
+    if raw and _is_state_dict(checkpoint.get(raw)):
+        return (
+            f"loaded checkpoint['{key}'], its EMA weights (as timm's load_checkpoint does by default); "
+            f"checkpoint['{raw}'] (the weights without averaging) is not used: to start from those, "
+            f"torch.save(checkpoint['{raw}'], PATH) and pass model.weights=PATH"
+        )
+    rest = [k for k in checkpoint if k != key]
+    return f"loaded checkpoint['{key}']" + (
+        f" (also there, not used: {_some(dict.fromkeys(rest))})" if rest else ""
+    )
+
+
+def _without_averaging_count(state: dict) -> dict:
+    """``AveragedModel.state_dict()`` (torchvision's ``model_ema``): the wrapped model's keys, no count."""
+    others = [k for k in state if k != "n_averaged"]
+    if "n_averaged" not in state or not others or not all(k.startswith("module.") for k in others):
+        return state
+    return _with_metadata({k: state[k] for k in others}, getattr(state, "_metadata", None))
+
+
+def _mmpretrain_backbone(state: dict) -> tuple[dict, str]:
+    """An MMPretrain classifier's backbone under the model's own names, its neck and head dropped.
+
+    MMPretrain's ResNet names its layers as torchvision's does (conv1, bn1, layer1.0.downsample.0, ...)
+    under ``backbone.``; its classifier is ``head.fc``, which translearn replaces anyway.
+    """
+    keys = list(state)
+    if not any(k.startswith("backbone.") for k in keys) or not all(
+        k.startswith(_MMPRETRAIN_PARTS) for k in keys
+    ):
+        return state, ""
+    dropped = [k for k in keys if not k.startswith("backbone.")]
+    kept = _with_metadata(
+        {k: state[k] for k in keys if k.startswith("backbone.")}, getattr(state, "_metadata", None)
+    )
+    parts = sorted({k.split(".", 1)[0] + ".*" for k in dropped})
+    gone = (
+        f"; its {' and '.join(parts)} ({len(dropped)} tensors) not loaded, the head starts fresh"
+        if dropped
+        else ""
+    )
+    note = f"an MMPretrain checkpoint: loaded backbone.* without the prefix{gone}"
+    return strip_prefix(kept, "backbone."), note
 
 
 def _why(exc: Exception) -> str:
