@@ -410,6 +410,19 @@ def test_a_deit_style_checkpoint_loads_the_state_dict_under_model(
     assert len(said) == 1 and "'model'" in said[0], said
 
 
+def test_the_state_dict_of_a_compiled_model_loads(tmp_path: Path) -> None:
+    """torch.compile wraps the model: its state_dict keys all start with ``_orig_mod.``."""
+    torch.manual_seed(4)
+    model = perturbed(torchvision.models.resnet18())
+    path = tmp_path / "compiled.pth"
+    state = torch.compile(model).state_dict()
+    assert all(k.startswith("_orig_mod.") for k in state)  # what a user of torch.compile saves
+    torch.save(state, path)
+    with torch.no_grad():
+        net = build_backbone("resnet18", num_classes=3, weights=str(path))
+    assert_holds(net.model, model.state_dict(), "fc")
+
+
 @pytest.mark.parametrize("library", ["timm", "torchvision"])
 @pytest.mark.parametrize("ema", [True, False], ids=["with-ema", "no-ema"])
 def test_a_timm_training_checkpoint_loads_its_ema_weights_and_says_which(

@@ -45,7 +45,8 @@ from translearn.log import info_rank_zero
 _DENSENET_LEGACY = re.compile(
     r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
 )
-_LIGHTNING_PREFIXES = ("net.model.", "model.", "module.")
+# Wrappers' key prefixes: Lightning modules, DataParallel/DDP, torch.compile's OptimizedModule.
+_LIGHTNING_PREFIXES = ("net.model.", "model.", "module.", "_orig_mod.")
 # Where training checkpoints keep the network, in the order timm's load_state_dict(use_ema=True) looks:
 # an EMA copy first (timm's train.py, torchvision's references), then the raw weights (timm, Lightning;
 # torchvision's references, DeiT, ConvNeXt, MAE).
