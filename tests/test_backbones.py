@@ -234,3 +234,37 @@ def test_a_wrong_shape_names_the_tensor_and_both_shapes(tmp_path: Path) -> None:
     assert "layer1.0.conv1.weight has shape [64, 64, 5, 5] there but [64, 64, 3, 3] in the model" in str(
         err.value
     )
+
+
+@pytest.mark.parametrize(
+    ("arch", "small", "fits"), [("vit_b_16", 32, 224), ("maxvit_t", 64, 224), ("inception_v3", 32, 96)]
+)
+def test_a_backbone_that_cannot_take_the_image_size_is_one_line_before_any_work(
+    arch: str, small: int, fits: int
+) -> None:
+    """vit_b_16 at 32 px was a 125-line traceback from inside the cache build or the first step."""
+    from translearn.module import check_input_size
+
+    net = torchvision.models.get_model(arch)
+    with pytest.raises(
+        UserError, match=rf"{arch} cannot run on {small}x{small} px images .*dataset.image_size"
+    ):
+        check_input_size(net, arch, 3, small)
+    check_input_size(net, arch, 3, fits)  # the size it takes: no error
+    assert net.training  # its mode is put back
+
+
+def test_the_input_size_check_is_part_of_building_the_module() -> None:
+    from translearn.module import TransferModule
+
+    with pytest.raises(UserError, match="vit_b_16 cannot run on 32x32"):
+        TransferModule(backbone="vit_b_16", weights="none", num_classes=3, preprocessing={"crop": 32})
+
+
+@pytest.mark.cli
+def test_embedded_pretraining_of_a_backbone_that_cannot_take_the_size_is_one_line(tmp_path: Path) -> None:
+    """The embedded default pretrains first: vit_b_16 at 64 px crashed inside the pretraining loop."""
+    from helpers import assert_user_error, run_cli
+
+    proc = run_cli("model.backbone=vit_b_16", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}")
+    assert_user_error(proc, "vit_b_16 cannot run on 64x64 px images")

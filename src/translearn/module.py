@@ -12,6 +12,7 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from translearn.backbones import build_backbone
+from translearn.errors import UserError
 from translearn.log import info_rank_zero
 from translearn.optimization import DEFAULT_OPTIMIZER, base_value, optimizer_partial, scheduler_partial
 from translearn.strategies import Finetune, FreezePlan, FreezePolicy
@@ -91,6 +92,8 @@ class TransferModule(pl.LightningModule):
         self.hparams.scheduler = _plain(scheduler) or None  # {}: conf/model/scheduler/none.yaml
         self.hparams.strategy = self.policy.describe()
         self.net = build_backbone(backbone, num_classes, weights, in_chans, library=library)
+        if preprocessing and preprocessing.get("crop"):
+            check_input_size(self.net.model, backbone, in_chans, int(preprocessing["crop"]))
         self.channels_last = bool(channels_last)
         if self.channels_last:  # NHWC: what tensor cores want for convolutions under bf16/fp16
             self.net.to(memory_format=torch.channels_last)
@@ -329,3 +332,29 @@ class TransferModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": schedule(optimizer=optimizer), "interval": "epoch"},
         }
+
+
+def check_input_size(net: nn.Module, arch: str, in_chans: int, crop: int) -> None:
+    """A network that cannot take ``crop`` px images (ViT and MaxViT take one size, Inception at least 75 px)
+    is a one-line error here, not a traceback from inside the cache build or the first step.
+
+    Run on the meta device: the parameters are swapped for meta tensors, so the forward only works out
+    shapes (no memory, no arithmetic). An op without a meta kernel leaves the check to the real run.
+    """
+    meta = {k: torch.empty_like(v, device="meta") for k, v in net.state_dict(keep_vars=True).items()}
+    x = torch.empty(1, in_chans, crop, crop, device="meta")
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            torch.func.functional_call(net, meta, (x,), strict=False)
+    except NotImplementedError:
+        return
+    except Exception as exc:  # the shape checks of torch's ops and the models' own asserts
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(
+            f"{arch} cannot run on {crop}x{crop} px images ({reason[:200]}); set dataset.image_size to a "
+            "size it takes (ViT and MaxViT: the size of their weights, 224 for ImageNet ones)"
+        ) from None
+    finally:
+        net.train(was_training)

@@ -67,6 +67,7 @@ def embedded_weights(
             arch,
             weights="none",
             num_classes=len(BASE_CLASSES),
+            preprocessing=data.preprocessing.as_dict(),  # a net that cannot take this size says so now
             policy=Finetune(),
             optimizer={
                 "_target_": "torch.optim.AdamW",
