@@ -532,3 +532,32 @@ def test_a_weights_file_that_does_not_say_gets_the_default_and_one_line_on_how_t
         for key in ("dataset.mean", "dataset.std", "dataset.interpolation", "dataset.resize_ratio"):
             assert key in lines[0], lines[0]
     assert "config.json" in lines[0] and "not timm's" in lines[0], lines[0]
+
+
+def test_offline_timm_weights_fail_in_one_attempt_not_after_the_hubs_retries(monkeypatch, tmp_path) -> None:
+    """The Hub client retried five times with back-off: ~50 s and 22 lines of retries, then the error."""
+    import socket
+
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from translearn.weights import cache
+
+    downloads: list[str] = []
+
+    def hub(repo_id: str, filename: str, local_files_only: bool = False, **_: object) -> str:
+        if local_files_only:
+            raise LocalEntryNotFoundError("not cached")
+        downloads.append(filename)
+        raise AssertionError("the Hub was asked although its host cannot be reached")
+
+    def no_network(address: tuple, timeout: float | None = None) -> socket.socket:
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    for var in ("TRANSLEARN_OFFLINE", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(UserError, match=r"huggingface.co cannot be reached \(Name or service not known"):
+        cache.timm_file("timm/convnext_atto.d2_in1k", "timm convnext_atto weights", "fetch it")
+    assert downloads == []

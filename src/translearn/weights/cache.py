@@ -128,6 +128,9 @@ def timm_file(repo_id: str, what: str, fetch_hint: str) -> Path:
     )
     if offline():
         raise UserError(f"{what} are not in the Hugging Face cache and TRANSLEARN_OFFLINE is set: {fix}")
+    unreachable = _unreachable(_hub_endpoint())
+    if unreachable:
+        raise UserError(f"{what} are not in the Hugging Face cache and {unreachable}: {fix}")
     log.info(f"downloading {what} from the Hugging Face Hub ({repo_id})")
     last: Exception | None = None
     with _socket_timeout():
@@ -142,6 +145,30 @@ def timm_file(repo_id: str, what: str, fetch_hint: str) -> Path:
                 break
     reason = str(last).strip().splitlines()[0] if last and str(last).strip() else type(last).__name__
     raise UserError(f"{what} could not be downloaded ({reason}): {fix}")
+
+
+def _hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)  # HF_ENDPOINT, for a mirror
+
+
+def _unreachable(url: str, timeout: float = 5.0) -> str | None:
+    """Why ``url``'s host cannot be reached, or None. One connection attempt, a few seconds at most.
+
+    Why: the Hub client retries a failed request five times with back-off, so an offline node waited
+    about 50 s and printed 22 lines of retries before the error.
+    """
+    parsed = urlparse(url)
+    host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+    if not host:
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        return f"{host} cannot be reached ({reason}; offline? TRANSLEARN_OFFLINE=1 skips the attempt)"
 
 
 # --- listing ----------------------------------------------------------------------------------------
