@@ -268,3 +268,19 @@ def test_embedded_pretraining_of_a_backbone_that_cannot_take_the_size_is_one_lin
 
     proc = run_cli("model.backbone=vit_b_16", "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}")
     assert_user_error(proc, "vit_b_16 cannot run on 64x64 px images")
+
+
+def test_embedded_pretraining_serves_timm_backbones_too(tmp_path: Path) -> None:
+    """The help footer's `model.library=timm model.backbone=convnext_atto strategy=freeze` on the default
+    data was refused: "model.weights=embedded pretrains torchvision backbones only"."""
+    from translearn.pretrain import embedded_weights
+
+    data = Path(os.environ["TRANSLEARN_DATA"])
+    path = embedded_weights("convnext_atto", 32, data, tmp_path, epochs=1, limit_batches=2, library="timm")
+    assert "timm-convnext_atto" in path.name  # never mistaken for a torchvision net's file
+    saved = torch.load(path, weights_only=True)
+    net = build_backbone("convnext_atto", 5, str(path), library="timm")
+    state = net.model.state_dict()
+    head = net.head_name
+    kept = [k for k in saved if not k.startswith(head)]
+    assert kept and all(torch.equal(state[k], saved[k]) for k in kept)

@@ -18,7 +18,6 @@ from filelock import FileLock
 from omegaconf import DictConfig
 
 from translearn.data.shapes import BASE_CLASSES, VERSION, ShapesDataModule
-from translearn.errors import UserError
 from translearn.log import log
 from translearn.storage import write_json
 
@@ -34,13 +33,18 @@ def embedded_weights(
     cache_dir: str | Path,
     epochs: int = RECIPE["epochs"],
     limit_batches: int | float = 1.0,
+    library: str = "torchvision",
 ) -> Path:
-    """Path of the cached base-task state_dict for ``arch`` at ``image_size``, building it if needed."""
+    """Path of the cached base-task state_dict for ``arch`` at ``image_size``, building it if needed.
+
+    A timm backbone is pretrained the same way, as timm builds it; its file holds timm's names.
+    """
     from translearn.module import TransferModule  # the module imports backbones, which must not import us
     from translearn.strategies import Finetune
 
     folder = Path(cache_dir).expanduser() / "weights"
-    tag = f"shapes-base-v{VERSION}-{arch}-{image_size}px-e{epochs}" + (
+    named = arch if library == "torchvision" else f"{library}-{arch}"
+    tag = f"shapes-base-v{VERSION}-{named}-{image_size}px-e{epochs}" + (
         "" if limit_batches == 1.0 else f"-l{limit_batches}"
     )
     path = folder / f"{tag}.pt"
@@ -66,6 +70,7 @@ def embedded_weights(
         module = TransferModule(
             arch,
             weights="none",
+            library=library,
             num_classes=len(BASE_CLASSES),
             preprocessing=data.preprocessing.as_dict(),  # a net that cannot take this size says so now
             policy=Finetune(),
@@ -113,15 +118,12 @@ def resolve_weights(cfg: DictConfig) -> str:
     weights = str(cfg.model.weights)
     if weights != "embedded":
         return weights
-    if cfg.model.get("library", "torchvision") != "torchvision":
-        raise UserError(
-            "model.weights=embedded pretrains torchvision backbones only; use model.library=torchvision"
-        )
     return str(
         embedded_weights(
             cfg.model.backbone,
             int(cfg.dataset.get("image_size") or 224),
             cfg.paths.data_dir,
             cfg.paths.cache_dir,
+            library=str(cfg.model.get("library", "torchvision")),
         )
     )
