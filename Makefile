@@ -10,6 +10,7 @@ ARGS ?=
 # One pytest worker per core, one torch thread each: two threads per worker on two cores thrash.
 TEST_WORKERS ?= 2
 WANDB_SYNC_TIMEOUT ?= 300
+RUNS ?= $(or $(TRANSLEARN_OUTPUTS),outputs)
 
 .DEFAULT_GOAL := help
 .PHONY: help venv train test test-fast wheel-check bench study study-shift lint format wandb-sync clean
@@ -91,9 +92,9 @@ format: $(STAMP) ## ruff format + autofixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-wandb-sync: $(STAMP) ## upload offline W&B runs under outputs/ (bounded by WANDB_SYNC_TIMEOUT seconds)
-	@dirs=$$(find outputs -type d -name 'offline-run-*' 2>/dev/null || true); \
-	if [ -z "$$dirs" ]; then echo "no offline W&B runs under outputs/"; exit 0; fi; \
+wandb-sync: $(STAMP) ## upload offline W&B runs under RUNS=DIR (default: TRANSLEARN_OUTPUTS, else outputs/)
+	@dirs=$$(find "$(RUNS)" -type d -name 'offline-run-*' 2>/dev/null || true); \
+	if [ -z "$$dirs" ]; then echo "no offline W&B runs under $(RUNS)/"; exit 0; fi; \
 	timeout $(WANDB_SYNC_TIMEOUT) $(BIN)/wandb sync $$dirs || { echo "wandb sync failed or timed out after $(WANDB_SYNC_TIMEOUT)s"; exit 1; }
 
 clean: ## remove the venv and caches (never outputs/ or data)
