@@ -151,10 +151,23 @@ def build_data(run_dir: Path, overrides: Sequence[str], trained: Trained) -> tup
         raise UserError(
             f"cannot build the dataset from {config} with {' '.join(overrides)}: {_one_line(exc)}"
         ) from None
+    _say_changed_preprocessing(preprocessing_of(trained.hparams), data.preprocessing)
     data.prepare_data()
     check_classes(data.class_names, trained.class_names, data.root)
     relabel(data.index, trained.class_names)
     return data, trainer
+
+
+def _say_changed_preprocessing(run: Any, now: Any) -> None:
+    """Preprocessing keys given on eval's command line are used, and said: an accuracy read at another
+    crop or normalisation than the run's is another measurement, and was reported without a word."""
+    changed = [
+        f"{key} {getattr(now, key)} (the run's: {getattr(run, key)})"
+        for key in ("crop", "resize", "interpolation", "mean", "std")
+        if getattr(now, key) != getattr(run, key)
+    ]
+    if changed:
+        log.warning(f"evaluating with other preprocessing than the run's: {'; '.join(changed)}")
 
 
 def _names(names: Sequence[str]) -> str:
