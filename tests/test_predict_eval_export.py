@@ -391,3 +391,23 @@ def test_predict_and_export_replace_their_own_outputs_but_never_a_users_file(
     export.main([str(trained), "--format", "torchscript", "--out", str(model), "--force"])
     export.main([str(trained), "--format", "torchscript", "--out", str(model)])  # its own now
     assert model.stat().st_size > 1000
+
+
+def test_a_gray_adapt_sidecar_gives_one_mean_and_std_wherever_a_reader_looks(tmp_path: Path) -> None:
+    """Its preprocessing.mean was ImageNet's RGB mean beside normalize.mean's one luma value: a consumer
+    reading the first normalised a 1-channel input with three values."""
+    from types import SimpleNamespace
+
+    from translearn.data.transforms import Preprocessing
+    from translearn.export import sidecar
+
+    hparams = {
+        "preprocessing": Preprocessing(crop=32, resize=37).as_dict(), "color": "gray", "gray_mode": "adapt",
+        "in_chans": 1, "num_classes": 2, "backbone": "resnet18",
+    }  # fmt: skip
+    trained = SimpleNamespace(
+        hparams=hparams, class_names=["a", "b"], checkpoint=tmp_path / "x.ckpt", run_dir=None
+    )
+    meta = sidecar(trained, "onnx", tmp_path / "m.onnx", {})
+    assert meta["preprocessing"]["mean"] == meta["normalize"]["mean"] and len(meta["normalize"]["mean"]) == 1
+    assert meta["preprocessing"]["std"] == meta["normalize"]["std"] and len(meta["normalize"]["std"]) == 1

@@ -561,3 +561,16 @@ def test_offline_timm_weights_fail_in_one_attempt_not_after_the_hubs_retries(mon
     with pytest.raises(UserError, match=r"huggingface.co cannot be reached \(Name or service not known"):
         cache.timm_file("timm/convnext_atto.d2_in1k", "timm convnext_atto weights", "fetch it")
     assert downloads == []
+
+
+def test_weights_list_shows_translearns_own_embedded_weights(monkeypatch, tmp_path, capsys) -> None:
+    """`weights list` ("what is cached, and where") said "no weight files cached" beside 90 MB of them."""
+    from translearn.weights.__main__ import main as weights_main
+
+    monkeypatch.setenv("TRANSLEARN_CACHE", str(tmp_path))
+    (tmp_path / "weights").mkdir()
+    torch.save({"w": torch.zeros(3)}, tmp_path / "weights" / "shapes-base-v2-resnet18-64px-e8.pt")
+    weights_main(["list"])
+    listing = capsys.readouterr().out
+    assert f"embedded (model.weights=embedded): {tmp_path / 'weights'}" in listing
+    assert "embedded    shapes-base-v2-resnet18-64px-e8" in listing

@@ -175,7 +175,9 @@ def sidecar(trained: Trained, fmt: str, path: Path, check: dict[str, Any]) -> di
         "output": {"name": "logits", "shape": ["batch", int(h["num_classes"])],
                    "meaning": "logits in class_names order; softmax over axis 1 gives probabilities"},
         "color": color, "gray_mode": gray_mode, "in_chans": chans,
-        "preprocessing": prep.as_dict(), "normalize": {"mean": list(mean), "std": list(std)},
+        # The mean/std the images get (gray adapt: one luma value), in both places a reader may look.
+        "preprocessing": {**prep.as_dict(), "mean": list(mean), "std": list(std)},
+        "normalize": {"mean": list(mean), "std": list(std)},
         "steps": steps, "check": check,
     }  # fmt: skip
 

@@ -119,6 +119,7 @@ def _mb(path: Path) -> str:
 
 def list_cache() -> None:
     files = cache.cached_files()
+    print(f"embedded (model.weights=embedded): {cache.embedded_dir()}")
     print(f"torchvision cache: {cache.torchvision_dir()}")
     try:
         from huggingface_hub.constants import HF_HUB_CACHE

@@ -182,11 +182,20 @@ class CachedFile:
     size: int
 
 
+def embedded_dir() -> Path:
+    """Where model.weights=embedded keeps what translearn pretrained (``paths.cache_dir``/weights)."""
+    home = os.environ.get("TRANSLEARN_CACHE") or str(Path.home() / ".cache" / "translearn")
+    return Path(home).expanduser() / "weights"
+
+
 def cached_files() -> list[CachedFile]:
-    """Every finished weight file in both caches (partial downloads and locks are not weights)."""
+    """Every finished weight file in the three caches (partial downloads and locks are not weights)."""
     from translearn.weights.catalog import torchvision_names_by_file
 
     out = []
+    if embedded_dir().is_dir():  # model.weights=embedded: pretrained by translearn on the shapes base task
+        for path in sorted(embedded_dir().glob("shapes-base-*.pt")):
+            out.append(CachedFile("embedded", path.stem, path, path.stat().st_size))
     folder = torchvision_dir()
     if folder.is_dir():
         names = torchvision_names_by_file()
