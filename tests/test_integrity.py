@@ -10,15 +10,18 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from helpers import TINY, assert_user_error, run_cli
@@ -302,3 +305,150 @@ def test_resuming_with_other_settings_is_refused_and_names_them(compose_cfg, tmp
         compose_cfg("strategy=freeze", *common, "dataset.num_workers=1", "ckpt_path=last", run_dir=out)
     )
     assert resumed["epochs"] == 3  # where and how fast the data loads may change
+
+
+class _ScoredModule(pl.LightningModule):
+    """A linear model whose val/acc is fixed per epoch: the score sequence decides which epoch is best."""
+
+    def __init__(self, scores: list[float]) -> None:
+        super().__init__()
+        self.scores = scores
+        self.layer = torch.nn.Linear(3 * 32 * 32, 3)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.layer(x.flatten(1)), y)
+
+    def validation_step(self, batch, batch_idx) -> None:
+        self.log("val/acc", self.scores[self.current_epoch])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+SCORES = [0.375, 0.0625, 0.5]  # val/acc by epoch: the resumed epoch 1 is worse, epoch 2 better
+
+
+def _fit_scored(compose_cfg, run_dir: Path, epochs: int, ckpt_path: Path | None = None) -> list:
+    """Fit _ScoredModule with the checkpoint callbacks conf/callbacks/default.yaml configures."""
+    from fakes import random_loader
+    from translearn.config import instantiate
+
+    cfg = compose_cfg(run_dir=run_dir)
+    callbacks = [instantiate(cfg.callbacks[name]) for name in ("model_checkpoint", "last_checkpoint")]
+    trainer = pl.Trainer(
+        max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning's notes on the tiny loaders
+        trainer.fit(_ScoredModule(SCORES), random_loader(), random_loader(), ckpt_path=ckpt_path)
+    return callbacks
+
+
+def test_a_moved_run_folder_resumes_with_its_best_checkpoint_and_score(compose_cfg, tmp_path: Path) -> None:
+    """Lightning's ModelCheckpoint drops its best score and top-k list when the saved dirpath differs
+    from the current one: a run moved from scratch to home resumed with no best, saved the worse epoch 1
+    as best, wrote its score to metrics.json, and left both best-*.ckpt files."""
+    first = tmp_path / "scratch" / "run"
+    _fit_scored(compose_cfg, first, epochs=1)
+    moved = tmp_path / "home" / "run"
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    best, last = _fit_scored(compose_cfg, moved, epochs=2, ckpt_path=moved / "checkpoints" / "last.ckpt")
+    checkpoints = (moved / "checkpoints").resolve()
+    assert float(best.best_model_score) == 0.375  # epoch 0's, not the worse epoch 1's 0.0625
+    assert best.best_model_path == str(checkpoints / "best-epoch000.ckpt")
+    assert list(best.best_k_models) == [str(checkpoints / "best-epoch000.ckpt")]
+    assert sorted(p.name for p in checkpoints.glob("*.ckpt")) == ["best-epoch000.ckpt", "last.ckpt"]
+    assert last.best_model_path == str(checkpoints / "last.ckpt")
+
+    # A better epoch 2 becomes the best, and top-k pruning deletes the old best from the new folder.
+    best, _ = _fit_scored(compose_cfg, moved, epochs=3, ckpt_path=moved / "checkpoints" / "last.ckpt")
+    assert float(best.best_model_score) == 0.5
+    assert sorted(p.name for p in checkpoints.glob("best-*.ckpt")) == ["best-epoch002.ckpt"]
+
+
+def test_moved_checkpoint_state_is_rerooted_only_where_its_files_are(compose_cfg, tmp_path: Path) -> None:
+    """The saved paths follow the folder when the files are there; otherwise Lightning's rule stands."""
+    from translearn.config import instantiate
+
+    old = str(tmp_path / "gone" / "checkpoints")
+    new = tmp_path / "here" / "checkpoints"
+    new.mkdir(parents=True)
+    new = new.resolve()  # as ModelCheckpoint keeps its dirpath
+    (new / "best-epoch000.ckpt").write_bytes(b"x")
+    state = {
+        "monitor": "val/acc", "best_model_score": torch.tensor(0.375), "current_score": torch.tensor(0.0625),
+        "best_model_path": f"{old}/best-epoch000.ckpt", "dirpath": old,
+        "best_k_models": {f"{old}/best-epoch000.ckpt": torch.tensor(0.375)},
+        "kth_best_model_path": f"{old}/best-epoch000.ckpt", "kth_value": torch.tensor(0.375),
+        "last_model_path": "",
+    }  # fmt: skip
+    cfg = compose_cfg(run_dir=tmp_path / "here")
+    callback = instantiate(cfg.callbacks.model_checkpoint)
+    callback.load_state_dict(dict(state))
+    assert float(callback.best_model_score) == 0.375 and float(callback.kth_value) == 0.375
+    assert callback.best_model_path == callback.kth_best_model_path == str(new / "best-epoch000.ckpt")
+    assert list(callback.best_k_models) == [str(new / "best-epoch000.ckpt")]
+    # Lightning's state key: checkpoints written with Lightning's own class still restore into it.
+    settings = {k: v for k, v in cfg.callbacks.model_checkpoint.items() if k != "_target_"}
+    assert callback.state_key == pl.callbacks.ModelCheckpoint(**settings).state_key
+
+    (new / "best-epoch000.ckpt").unlink()  # not here either: nothing to re-root, Lightning's rule
+    callback = instantiate(cfg.callbacks.model_checkpoint)
+    with pytest.warns(UserWarning, match="dirpath has changed"):
+        callback.load_state_dict(dict(state))
+    assert callback.best_model_score is None and callback.best_k_models == {}
+
+
+@pytest.mark.slow
+def test_a_moved_run_resumes_to_the_true_best_in_metrics_json(compose_cfg, tmp_path: Path) -> None:
+    """A run moved (cluster scratch to home) and resumed with a larger trainer.max_epochs."""
+    first = tmp_path / "scratch" / "run"
+    run(compose_cfg(run_dir=first))
+    moved = tmp_path / "home" / "run"
+    moved.parent.mkdir()
+    shutil.move(first, moved)
+    run(compose_cfg("ckpt_path=last", "trainer.max_epochs=2", run_dir=moved))
+    saved = json.loads((moved / "metrics.json").read_text())
+    with open(moved / "csv" / "metrics.csv", newline="") as f:
+        accs = [float(r["val/acc"]) for r in csv.DictReader(f) if r.get("val/acc")]
+    assert len(accs) == 2 and saved["best_val_acc"] == pytest.approx(max(accs))
+    assert saved["best_epoch"] == accs.index(max(accs)) and saved["run_dir"] == str(moved)
+    best = Path(saved["best_checkpoint"])
+    assert best.is_file() and best.parent == (moved / "checkpoints").resolve()
+    assert [p.name for p in (moved / "checkpoints").glob("best-*.ckpt")] == [best.name]
+
+
+@pytest.mark.slow
+@pytest.mark.cli
+def test_a_resume_with_fewer_epochs_than_trained_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    """A run stopped with Ctrl-C after a few epochs, resumed with a smaller trainer.max_epochs: it trained
+    nothing, exited 0 and was marked complete with epochs above max_epochs and val_acc null."""
+    out = tmp_path / "run"
+    common = [*TINY, "strategy=freeze", "strategy.cache_features=false"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "translearn.train", *common, "trainer.max_epochs=50", f"hydra.run.dir={out}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 120
+    while (not last.exists() or (RunDir.epochs_trained(last) or 0) < 2) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    done = RunDir.epochs_trained(last)
+    assert done is not None and 2 <= done < 50
+
+    def files() -> dict[str, bytes]:  # but train.log, the run's log, which records the refusal too
+        found = [p for p in out.rglob("*") if p.is_file() and p.name != "train.log"]
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in found}
+
+    before = files()
+    refused = run_cli(*common, "trainer.max_epochs=1", "ckpt_path=last", f"hydra.run.dir={out}")
+    told = f"has already trained {done} epochs, more than trainer.max_epochs=1"
+    assert_user_error(refused, told, f"resume with trainer.max_epochs={done} or more")
+    assert files() == before and RunDir(out).status == INTERRUPTED and not (out / "failure.json").exists()

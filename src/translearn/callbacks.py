@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelCheckpoint as LightningModelCheckpoint
 from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
 from pytorch_lightning.callbacks.progress import ProgressBar as LightningProgressBar
 
@@ -30,6 +33,55 @@ class EpochSeed(pl.Callback):
         random.seed(value)
         np.random.seed(value)
         torch.manual_seed(value)
+
+
+class ModelCheckpoint(LightningModelCheckpoint):
+    """Lightning's ModelCheckpoint, whose best score and top-k list survive a run folder moved or copied.
+
+    Lightning restores them only when the checkpoint's saved ``dirpath`` is the current one ("The dirpath
+    has changed ... won't be reloaded"): a run moved from cluster scratch to home and resumed started with
+    no best, so its next epoch, however worse, became the best (``metrics.json``'s ``best_val_acc``, the
+    test checkpoint), and the real best file was never pruned. Here the saved paths are re-rooted onto
+    the current folder when the files they name are there (``rerooted``). The class keeps Lightning's
+    name, hence its state key: checkpoints written with Lightning's class load into this one.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(rerooted(state_dict, self.dirpath))
+
+
+_PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+
+def rerooted(state: dict[str, Any], dirpath: str | None) -> dict[str, Any]:
+    """A ModelCheckpoint state saved under another ``dirpath``, its paths moved under ``dirpath``.
+
+    Only when every file the state names lies under its old folder and exists under the new one: a
+    checkpoint of some other run, or a folder that lost its files, keeps Lightning's rule (the scores are
+    dropped, with its warning) rather than pointing at files that are not this run's.
+    """
+    old = state.get("dirpath")
+    if not old or not dirpath or old == dirpath:
+        return state
+    new_root, old_root = Path(dirpath), Path(old)
+
+    def moved(path: str) -> Path | None:
+        try:
+            return new_root / Path(path).relative_to(old_root)
+        except ValueError:  # not under the old folder
+            return None
+
+    named = [p for p in (*(state.get(k) for k in _PATH_KEYS), *(state.get("best_k_models") or {})) if p]
+    targets = {p: moved(p) for p in named}
+    if any(t is None or not t.is_file() for t in targets.values()):
+        return state
+    out = dict(state, dirpath=dirpath)
+    for key in _PATH_KEYS:
+        if state.get(key):
+            out[key] = str(targets[state[key]])
+    if "best_k_models" in state:
+        out["best_k_models"] = {str(targets[p]): v for p, v in state["best_k_models"].items()}
+    return out
 
 
 class WandbRunId(pl.Callback):

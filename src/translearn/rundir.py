@@ -162,6 +162,37 @@ class RunDir:
         """Resuming with other settings than the run's own is a one-line error that names them."""
         _check_same_run(self, checkpoint, identity)
 
+    @staticmethod
+    def epochs_trained(checkpoint: Path) -> int | None:
+        """How many training epochs the checkpoint has finished; None if it cannot be read.
+
+        The fit loop's ``processed`` count, which is what Lightning compares with ``max_epochs``; a
+        checkpoint without loop state gives its ``epoch``, a lower bound (mid-epoch saves count one less).
+        """
+        state = peek(checkpoint)[0]
+        if state is None:
+            return None
+        try:
+            return int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+        except (KeyError, TypeError, ValueError):
+            epoch = state.get("epoch")
+            return int(epoch) if isinstance(epoch, int) else None
+
+    def check_epochs_left(self, checkpoint: Path, max_epochs: int | None) -> None:
+        """A resume with fewer epochs than the checkpoint has trained is a one-line error.
+
+        Lightning would train nothing and the run be marked complete with ``epochs`` above ``max_epochs``
+        and no validation result of the resumed fit (``val_acc`` null).
+        """
+        done = self.epochs_trained(checkpoint)
+        if max_epochs is None or max_epochs < 0 or done is None or done <= max_epochs:
+            return
+        raise RunRefused(
+            f"{checkpoint} has already trained {done} epochs, more than trainer.max_epochs={max_epochs}; "
+            f"resume with trainer.max_epochs={done} or more (a larger value trains on), or start a new run "
+            "in another hydra.run.dir"
+        )
+
     def wandb_run_id(self, checkpoint: Path | None) -> str | None:
         if checkpoint is None:
             return None

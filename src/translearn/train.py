@@ -62,6 +62,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ckpt_path = str(folder.resume_checkpoint())
     if ckpt_path:  # before anything is written: a refused resume leaves the run as it was
         folder.check_same_run(Path(ckpt_path), identity)
+        folder.check_epochs_left(Path(ckpt_path), cfg.trainer.get("max_epochs"))
     if _first_process():  # DDP ranks started later by Lightning run this again
         if ckpt_path:
             _record_config(cfg, out)
