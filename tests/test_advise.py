@@ -320,6 +320,21 @@ def test_a_long_tie_names_the_first_few_and_counts_the_rest() -> None:
         (["advise.eta=1"], ("advise.eta must be an integer >= 2",)),
         (["advise.epochs=1"], ("advise.epochs must be an integer >= 2",)),  # lp_ft needs 2
         (["optimized_metric=train_seconds"], ("validation accuracy",)),
+        # advise's own keys: Hydra's "+advise.budget_minute=1" hint, and that ran a 30-minute search
+        (
+            ["advise.budget_minute=1"],
+            ("unknown key advise.budget_minute", "did you mean advise.budget_minutes?"),
+        ),
+        (
+            ["+advise.budget_minute=1"],
+            ("unknown key advise.budget_minute", "did you mean advise.budget_minutes?"),
+        ),
+        (["++advise.seed=2"], ("unknown key advise.seed", "did you mean advise.seeds?")),
+        # train's keys, checked as train checks them: +stratgy was found only after the probe had run
+        (["+stratgy=freeze"], ("unknown key stratgy", "did you mean strategy?")),
+        (["stratgy=freeze"], ("unknown key stratgy", "did you mean strategy?")),
+        (["trainer.max_epoch=1"], ("unknown key trainer.max_epoch", "did you mean trainer.max_epochs?")),
+        (["strategy.cache_features=maybe"], ("strategy.cache_features must be auto, true or false",)),
     ],
 )
 def test_bad_advise_overrides_are_one_line_errors(args: list[str], fragments: tuple[str, ...]) -> None:

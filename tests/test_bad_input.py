@@ -71,6 +71,57 @@ COMMAND_LINE = [
         ["-m", "strategy=finetune,freeze,first_k", "+strategy.k=1,2"],
         ("strategy.k is a key of strategy=first_k only", "-m strategy=first_k strategy.k=1,2"),
     ),
+    # A misspelt nested key without +: Hydra said "To append to your config use +trainer.max_epoch=1", and
+    # only the + form got the likely key. Answered as the + form is (NESTED_TYPOS: never a "+" hint).
+    (["trainer.max_epoch=1"], ("unknown key trainer.max_epoch", "did you mean trainer.max_epochs?")),
+    (["model.optimizer.learning_rate=0.1"], ("unknown key model.optimizer.learning_rate", "SGD takes no")),
+    (["strategy.kk=3"], ("unknown key strategy.kk", "Finetune takes no 'kk'")),
+    (["strategy=first_k", "strategy.kk=3"], ("unknown key strategy.kk", "did you mean strategy.k?")),
+    (["strategy=freeze", "strategy.k=3"], ("unknown key strategy.k", "Freeze takes no 'k'")),
+    (["dataset=hymenoptera", "dataset.splt=x"], ("unknown key dataset.splt", "did you mean dataset.split?")),
+    (["paths.dta_dir=/data"], ("unknown key paths.dta_dir", "did you mean paths.data_dir?")),
+    (["-m", "trainer.max_epoch=1,2"], ("unknown key trainer.max_epoch", "did you mean trainer.max_epochs?")),
+    # The feature cache's settings: checked when the Trainer was already built (Lightning's "GPU available"
+    # lines first), and in a sweep only when the cell's turn came, after the cells before it had trained.
+    (
+        ["strategy=freeze", "strategy.cache_features=maybe"],
+        ("strategy.cache_features must be auto, true or false, got 'maybe'",),
+    ),
+    (
+        ["-m", "strategy=freeze", "strategy.cache_features=auto,maybe"],
+        ("strategy.cache_features must be auto, true or false, got 'maybe'",),
+    ),
+    (["strategy=freeze", "strategy.cache_views=0"], ("strategy.cache_views must be >= 1", "got 0")),
+    (["strategy=freeze", "strategy.cache_views=two"], ("strategy.cache_views must be >= 1", "got two")),
+    (["strategy=freeze", "strategy.cache_dtype=int8"], ("strategy.cache_dtype must be float32 or float16",)),
+    (
+        ["strategy=finetune", "strategy.cache_features=true"],
+        ("strategy.cache_features=true but caching would not be exact", "trains the stem", "auto or false"),
+    ),
+    (
+        ["strategy=freeze", "strategy.bn=train", "strategy.cache_features=true"],
+        ("strategy.cache_features=true but caching would not be exact", "adapts BatchNorm statistics"),
+    ),
+    (
+        ["-m", "strategy=freeze,finetune", "strategy.cache_features=true"],
+        ("strategy.cache_features=true but caching would not be exact", "trains the stem"),
+    ),
+    # Each cell's data folder: all 16 cells started, and each failed with "does not exist" in its turn.
+    (
+        ["-m", "experiment=seed2017_grid", "paths.data_dir=/no/such/data"],
+        ("hymenoptera: dataset.root /no/such/data/hymenoptera does not exist", "--download"),
+    ),
+    (["dataset=simpsons", "dataset.root=/no/such/simpsons"], ("simpsons: dataset.root", "does not exist")),
+    (["dataset=imagefolder"], ("imagefolder: set dataset.root=DIR",)),
+]
+
+# Hydra's hint for these, "+KEY=VALUE", was the wrong fix: the key is misspelt, not missing.
+NESTED_TYPOS = [
+    "trainer.max_epoch=1",
+    "model.optimizer.learning_rate=0.1",
+    "strategy.kk=3",
+    "dataset.splt=x",
+    "paths.dta_dir=/data",
 ]
 
 
@@ -89,6 +140,52 @@ def test_command_line_bad_input_is_one_line(
     assert "\n" not in message, message
     for fragment in fragments:
         assert fragment in message, message
+
+
+@pytest.mark.parametrize("override", NESTED_TYPOS)
+def test_a_misspelt_nested_key_gets_no_hint_to_add_it_with_a_plus(override: str, tmp_path: Path) -> None:
+    with pytest.raises(UserError) as err:
+        validate_command_line([*TINY, override, f"hydra.run.dir={tmp_path / 'out'}"])
+    message = str(err.value)
+    assert message.startswith(f"unknown key {override.split('=')[0]}"), message
+    assert "+" not in message and "append" not in message, message
+
+
+def test_a_trainer_argument_the_presets_do_not_list_keeps_hydras_plus_hint(tmp_path: Path) -> None:
+    """conf/trainer/default.yaml: a Trainer argument it does not list needs a +; that hint is right."""
+    out = f"hydra.run.dir={tmp_path / 'out'}"
+    with pytest.raises(UserError, match=r"use \+trainer.gradient_clip_val=1"):
+        validate_command_line([*TINY, "trainer.gradient_clip_val=1", out])
+    validate_command_line([*TINY, "+trainer.gradient_clip_val=1", out])
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["strategy=freeze", "strategy.cache_features=true"],
+        ["strategy=lp_ft", "trainer.max_epochs=3", "strategy.probe_epochs=2", "strategy.cache_features=true"],
+        ["strategy=gradual", "strategy.cache_features=true"],
+        ["strategy=first_k", "strategy.k=2", "strategy.cache_features=true", "strategy.cache_views=3"],
+        ["strategy=finetune", "strategy.cache_features=false", "strategy.cache_dtype=float16"],
+    ],
+)
+def test_cache_settings_that_can_work_pass_the_upfront_checks(overrides: list[str], tmp_path: Path) -> None:
+    validate_command_line([*TINY, *overrides, f"hydra.run.dir={tmp_path / 'out'}"])
+
+
+def test_a_sweep_checks_every_cells_data_folder_before_the_first_cell(tmp_path: Path) -> None:
+    """hymenoptera is there, simpsons is not: said before hymenoptera's cells train, not after."""
+    (tmp_path / "data" / "hymenoptera").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"simpsons: dataset.root .*simpsons does not exist"):
+        validate_command_line(
+            ["-m", *TINY, "dataset=hymenoptera,simpsons", f"paths.data_dir={tmp_path / 'data'}",
+             f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+        )  # fmt: skip
+    (tmp_path / "data" / "simpsons").mkdir()
+    validate_command_line(
+        ["-m", *TINY, "dataset=hymenoptera,simpsons", f"paths.data_dir={tmp_path / 'data'}",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    )  # fmt: skip
 
 
 def test_the_default_datasets_root_being_a_file_is_one_line(tmp_path: Path) -> None:

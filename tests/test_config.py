@@ -89,6 +89,80 @@ def test_existing_run_dir_is_not_overwritten_without_ckpt_path(tmp_path: Path) -
     validate_command_line([f"hydra.run.dir={tmp_path}", "ckpt_path=last"])
 
 
+@pytest.mark.parametrize(
+    "mine",
+    ["train.log", "csv/metrics.csv", "confusion_val.csv", "tensorboard/events", "wandb/run", "failure.json",
+     ".hydra/config.yaml"],
+)  # fmt: skip
+def test_a_folder_holding_what_a_run_writes_is_not_trained_into(mine: str, tmp_path: Path) -> None:
+    """hydra.run.dir=userdir replaced the user's csv/metrics.csv and confusion_val.csv and appended to
+    train.log, with only a Lightning warning; nothing a user has is overwritten without being asked."""
+    (tmp_path / mine).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / mine).write_text("the user's")
+    top = mine.split("/")[0] + ("/" if "/" in mine else "")
+    with pytest.raises(UserError) as err:
+        validate_command_line(["debug=tiny", f"hydra.run.dir={tmp_path}"])
+    message = str(err.value)
+    assert "\n" not in message and f"already holds {top}" in message and "hydra.run.dir" in message, message
+
+
+def test_an_empty_folder_or_one_of_other_files_is_trained_into(tmp_path: Path) -> None:
+    validate_command_line(["debug=tiny", f"hydra.run.dir={tmp_path}"])
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "data").mkdir()
+    validate_command_line(["debug=tiny", f"hydra.run.dir={tmp_path}"])
+
+
+def test_a_run_that_stopped_before_its_first_checkpoint_is_started_afresh_in_its_folder(
+    tmp_path: Path,
+) -> None:
+    """Its Ctrl-C line says "rerun the command to start again": the folder holds only translearn's files."""
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(["debug=tiny", f"hydra.run.dir={tmp_path}", f"paths.output_dir={tmp_path}"])
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    (tmp_path / "train.log").write_text("translearn: started\n")
+    (tmp_path / "csv").mkdir()
+    validate_command_line(["debug=tiny", f"hydra.run.dir={tmp_path}"])  # no error: a run's own files
+    (tmp_path / ".hydra" / "config.yaml").write_text("job: mine\n")  # another program's Hydra record
+    with pytest.raises(UserError, match="already holds"):
+        validate_command_line(["debug=tiny", f"hydra.run.dir={tmp_path}"])
+
+
+def test_a_resume_a_ddp_rank_and_a_launchers_cell_still_enter_a_used_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a failed run leaves (no checkpoint): resumable with ckpt_path, re-entered by DDP ranks, and
+    rerun by translearn's launcher when a sweep resumes (it passes ++sweep.cell)."""
+    for name in (".hydra/config.yaml", "train.log", "failure.previous.json", "cell.log", "csv/metrics.csv"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    out = f"hydra.run.dir={tmp_path}"
+    validate_command_line(["debug=tiny", out, "ckpt_path=last"])
+    validate_command_line(["debug=tiny", out, '++sweep.cell="0_seed=0"'])
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    validate_command_line(["debug=tiny", out])
+
+
+@pytest.mark.cli
+def test_the_cli_refuses_a_user_folder_and_leaves_its_files_alone(tmp_path: Path) -> None:
+    user = tmp_path / "userdir"
+    files = {
+        "train.log": "my notes",
+        "csv/metrics.csv": "epoch,acc\n0,0.9\n",
+        "confusion_val.csv": "true,a\n",
+    }
+    for name, text in files.items():
+        (user / name).parent.mkdir(parents=True, exist_ok=True)
+        (user / name).write_text(text)
+    proc = run_cli("debug=tiny", f"hydra.run.dir={user}")
+    assert_user_error(proc, "already holds", "confusion_val.csv", "csv/", "train.log", "hydra.run.dir")
+    assert proc.returncode == 2
+    assert {n: (user / n).read_text() for n in files} == files
+    assert sorted(p.name for p in user.iterdir()) == ["confusion_val.csv", "csv", "train.log"]
+
+
 def test_unwritable_output_dir_is_a_user_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")

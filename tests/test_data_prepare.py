@@ -164,6 +164,10 @@ def test_prepare_cli_names_an_unknown_dataset(capsys: pytest.CaptureFixture) -> 
         # Its own "+dataset.clases" gave a 42-line TypeError; argparse's errors were not one line either.
         (["prepare", "shapes", "+dataset.clases=all"], "unknown key dataset.clases"),
         (["prepare"], "the following arguments are required: dataset (usage: python -m translearn.data"),
+        # A training key was accepted and ignored; a misspelt dataset key got Hydra's "+dataset.splt" hint.
+        (["prepare", "shapes", "strategy=freeze"], "prepare takes dataset.* keys only"),
+        (["prepare", "shapes", "+seeed=3"], "prepare takes dataset.* keys only"),
+        (["prepare", "hymenoptera", "dataset.splt=random"], "did you mean dataset.split?"),
         ([], "the following arguments are required: command"),
     ],
 )
@@ -175,6 +179,16 @@ def test_prepare_cli_bad_command_lines_are_one_line(
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("translearn: error:") and fragment in err[0], err
+
+
+def test_prepare_help_lists_the_key_value_overrides(capsys: pytest.CaptureFixture) -> None:
+    """The README documents prepare's dataset.KEY=VALUE overrides; its --help did not mention them."""
+    with pytest.raises(SystemExit) as exit_info:
+        data_main(["prepare", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for fragment in ("dataset.KEY=VALUE", "dataset.classes=", "dataset.split=random", "paths.cache_dir="):
+        assert fragment in out, out
 
 
 def test_fetch_zip_checks_the_checksum_and_unpacks(tmp_path: Path) -> None:

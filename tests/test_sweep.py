@@ -494,10 +494,14 @@ def test_the_summary_counts_the_cells_a_stopped_sweep_never_reached(tmp_path: Pa
     assert lines[-1].endswith("1 of 3 cells complete; not started: 2 more without a folder")
 
 
-def test_a_sweep_records_how_many_cells_it_has() -> None:
+def test_a_sweep_records_how_many_cells_it_has(tmp_path: Path) -> None:
     out = "hydra.sweep.dir=/nonexistent/sweep"
     assert validate_command_line(["-m", *TINY, "seed=0,1,2", "strategy=freeze,finetune", out]).cells == 6
-    assert validate_command_line(["-m", "experiment=seed2017_grid", out]).cells == 16  # the experiment's grid
+    data = tmp_path / "data"  # the grid's data folders are checked before its first cell
+    for name in ("hymenoptera", "simpsons", "caltech256", "dogs_vs_cats"):
+        (data / name).mkdir(parents=True)
+    grid = validate_command_line(["-m", "experiment=seed2017_grid", f"paths.data_dir={data}", out])
+    assert grid.cells == 16  # the experiment's grid
     assert validate_command_line(["-m", *TINY, "hparams_search=optuna", out]).cells == 20  # n_trials
 
 

@@ -213,8 +213,12 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     return [[*base[:i], v, *base[i + 1 :]] for i, c in enumerate(choices) for v in c]
 
 
-def check_values(cfg: DictConfig) -> None:
-    """Checks that need no data and no model: names and enumerations, once, where the config enters."""
+def check_values(cfg: DictConfig, data: bool = True) -> None:
+    """Checks that need no model and read no data: names, enumerations and the keys each node takes,
+    once, where the config enters, so every cell of a grid is checked before the first one starts.
+
+    ``data``: also that the dataset's folder exists (not for ``--cfg``, which only prints the config).
+    """
     from translearn.weights import parse_weights
 
     if not cfg.dataset.get("_target_"):
@@ -230,6 +234,14 @@ def check_values(cfg: DictConfig) -> None:
             )
     if cfg.strategy.get("bn") not in ("frozen", "train"):
         raise UserError(f"strategy.bn must be frozen or train, got '{cfg.strategy.get('bn')}'")
+    from translearn import features
+
+    # The feature cache's keys: they were read only once the Trainer was built, after Lightning's lines.
+    features.check_settings(
+        cfg.strategy.get("cache_features", "auto"),
+        cfg.strategy.get("cache_views", 1),
+        cfg.strategy.get("cache_dtype", "float32"),
+    )
     optimizer = cfg.model.get("optimizer") or {}
     for key, ok, rule in (
         ("lr", lambda v: v > 0, "> 0"),
@@ -256,13 +268,16 @@ def check_values(cfg: DictConfig) -> None:
     root = cfg.dataset.get("root")
     if root and Path(str(root)).expanduser().is_file():
         raise UserError(f"dataset.root={root} is a file, not a folder; pass the folder that holds the data")
+    if data:
+        check_data_root(cfg.dataset)
     for group in ("dataset", "strategy", "model", "trainer"):  # trainer: +trainer.max_epoch=1
         check_keys(group, cfg[group])
     # The schedule against the epochs (lp_ft's probe) and the stages against the backbone (first_k's k,
     # surgical's stages): before a sweep's first cell rather than when each cell's turn comes.
     policy = instantiate(cfg.strategy)
     policy.check_epochs(epochs)
-    check_stages(library, str(cfg.model.get("backbone")), policy)
+    plan = check_stages(library, str(cfg.model.get("backbone")), policy)
+    check_cache_is_exact(policy, plan)
     from translearn.extras import check_config
     from translearn.sweep import objective_key
 
@@ -271,15 +286,63 @@ def check_values(cfg: DictConfig) -> None:
     check_wandb(cfg)
 
 
-def check_stages(library: str, arch: str, policy: Any) -> None:
-    """The freezing plan on a weightless copy of the backbone (on the meta device: no memory, ~35 ms)."""
+def check_stages(library: str, arch: str, policy: Any) -> Any:
+    """The freezing plan on a weightless copy of the backbone (on the meta device: no memory, ~35 ms).
+
+    Returns the plan, or None for a backbone that cannot be built without memory (its run checks itself).
+    """
     import copy
 
     from translearn.strategies import FreezePlan
 
     skeleton = _skeleton(library, arch)
-    if skeleton is not None:
-        FreezePlan(copy.deepcopy(skeleton), policy)
+    return None if skeleton is None else FreezePlan(copy.deepcopy(skeleton), policy)
+
+
+def check_cache_is_exact(policy: Any, plan: Any) -> None:
+    """``strategy.cache_features=true`` where caching would change the result (finetune, bn=train, dropout
+    below the head): decided by the plan alone, so it fails before the first cell, not after the Trainer.
+
+    What only a real batch shows (a head that is not the model's last operation) stays with the run.
+    """
+    if plan is None or str(policy.cache_features).lower() != "true":
+        return
+    from types import SimpleNamespace
+
+    from translearn import features
+
+    _, _, reason = features.frozen_prefix(SimpleNamespace(plan=plan, net=plan.net), "true")
+    if reason is not None:
+        raise features.inexact(reason)
+
+
+def check_data_root(dataset: DictConfig) -> None:
+    """A dataset read from disk needs its folder before any cell starts, not when each cell's turn comes.
+
+    The check the data module makes when it opens the folder (``PreparedDataModule.check_root``), in
+    its words, for every cell of a grid; ``shapes`` draws its images, so its folder may be missing.
+    """
+    from hydra.utils import get_class
+
+    from translearn.data.prepare import PreparedDataModule
+
+    try:
+        target = get_class(str(dataset.get("_target_")))
+    except Exception:
+        return  # an unimportable target fails at instantiation with its own message
+    if not (isinstance(target, type) and issubclass(target, PreparedDataModule)):
+        return
+    name, root = str(dataset.get("name") or target.DATASET), dataset.get("root")
+    if root is None or str(root) in ("", "???"):
+        raise UserError(f"{target.DATASET}: set dataset.root=DIR, a folder laid out as {target.LAYOUT}")
+    folder = Path(str(root)).expanduser()
+    if not folder.exists():
+        raise UserError(f"{name}: dataset.root {folder} does not exist; {target.how_to_get(folder)}")
+    if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
+        raise UserError(
+            f"{name}: dataset.root {folder} is not readable; fix its permissions (chmod u+rx) or point "
+            "dataset.root at a readable copy"
+        )
 
 
 @functools.lru_cache(maxsize=8)
@@ -448,13 +511,49 @@ def _can_create_in(folder: Path) -> bool:
         return False
 
 
+# What a run writes into its folder: Hydra's record and job log (train.log), translearn.rundir's files,
+# the checkpoint callbacks' folder and the loggers' (conf/logger/*.yaml: save_dir ${paths.output_dir}).
+RUN_DIR_NAMES = (
+    ".hydra", "checkpoints", "metrics.json", "failure.json", "failure.previous.json", "train.log", "csv",
+    "tensorboard", "wandb",
+)  # fmt: skip
+RUN_DIR_PATTERNS = ("confusion_*.csv",)
+
+
 def check_fresh_run_dir(directory: str, ckpt_path: str | None) -> None:
-    """Never train over an earlier run's checkpoints unless the user asked to resume it."""
+    """Never write over what a folder holds unless the user asked to resume the run in it.
+
+    A run into a folder that held a user's ``csv/metrics.csv`` and ``confusion_val.csv`` replaced them and
+    appended to their ``train.log``. A folder holding any name a run writes is refused, naming them; an
+    empty folder, or one of other files, is trained into.
+    """
     path = Path(directory).expanduser()
-    if ckpt_path is None and ((path / "checkpoints").exists() or (path / "metrics.json").exists()):
+    if ckpt_path is not None or not path.is_dir():
+        return
+    if (path / "checkpoints").exists() or (path / "metrics.json").exists():
         raise UserError(
             f"{path} already holds a run; pass ckpt_path=last to resume it, or choose another hydra.run.dir"
         )
+    if _a_translearn_run(path):  # one that stopped before its first checkpoint: started afresh, as its
+        return  # Ctrl-C and failure lines say; its files are translearn's own
+    held = [p for p in (path / n for n in RUN_DIR_NAMES) if p.exists() or p.is_symlink()]
+    held += [p for pattern in RUN_DIR_PATTERNS for p in path.glob(pattern)]
+    if held:
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in held)
+        raise UserError(
+            f"{path} already holds {', '.join(names)}, which this run would write over; choose another "
+            "hydra.run.dir (a new or empty folder), or move them away"
+        )
+
+
+def _a_translearn_run(path: Path) -> bool:
+    """The folder's ``.hydra/config.yaml`` is a translearn run's (it names a strategy and a dataset)."""
+    try:
+        text = (path / ".hydra" / "config.yaml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    keys = {line.split(":", 1)[0] for line in text.splitlines() if line and not line[0].isspace()}
+    return {"strategy", "dataset", "model", "trainer"} <= keys
 
 
 @dataclass
@@ -525,7 +624,7 @@ def validate_command_line(argv: list[str]) -> CommandLine:
             cfg = compose_config(
                 cell, args.config_dir, args.config_name or CONFIG_NAME, return_hydra_config=True
             )
-            check_values(cfg)
+            check_values(cfg, data=not args.cfg)
             check_launch(cfg, args.multirun)
             params = cfg.hydra.sweeper.get("params") or {}
             if (
@@ -552,11 +651,16 @@ def validate_command_line(argv: list[str]) -> CommandLine:
             raise UserError(_key_of_some_options(str(exc), args.overrides) or str(exc)) from None
         except Exception as exc:  # Hydra and OmegaConf raise several types for a bad override
             check_top_level_keys(cell, args.config_dir, args.config_name or CONFIG_NAME, adds=False)
-            raise UserError(_key_of_some_options(str(exc), args.overrides) or one_line(exc)) from None
+            message = _key_of_some_options(str(exc), args.overrides)
+            if message is None:
+                check_nested_keys(cell, str(exc), args.config_dir, args.config_name or CONFIG_NAME)
+            raise UserError(message or one_line(exc)) from None
         finally:
             GlobalHydra.instance().clear()
         check_writable(output_dir)
-        if not args.multirun and "LOCAL_RANK" not in os.environ:  # DDP ranks re-enter the same run dir
+        # DDP ranks re-enter their run's folder, and translearn's launcher (sweep.cell) reruns its cells.
+        launched = cfg.get("sweep", {}).get("cell") is not None
+        if not args.multirun and not args.cfg and "LOCAL_RANK" not in os.environ and not launched:
             check_fresh_run_dir(output_dir, cfg.get("ckpt_path"))
         if not args.multirun and cfg.get("ckpt_path"):
             info.resumes_a_run = (Path(output_dir).expanduser() / ".hydra").is_dir()
@@ -613,6 +717,85 @@ def check_top_level_keys(overrides: list[str], config_dir: str | None, config_na
         raise UserError(
             f"unknown key {o.key_or_group} in {o.input_line}: nothing reads '{top}' ({hint}"
             f"translearn's keys: {', '.join(names)})"
+        )
+
+
+# Nodes whose keys a class's signature decides (check_keys); model.optimizer/scheduler: optimization.check.
+TYPED_GROUPS = ("dataset", "strategy", "model", "trainer")
+
+
+def check_nested_keys(overrides: list[str], error: str, config_dir: str | None, config_name: str) -> None:
+    """A plain override of a nested key the config lacks (``trainer.max_epoch=1``), answered as its +
+    form is: "unknown key trainer.max_epoch ... did you mean trainer.max_epochs?".
+
+    Hydra refuses it with "To append to your config use +trainer.max_epoch=1", the wrong fix for a typo:
+    the + form is refused in turn, or, in a node no class checks, adds a key nothing reads. ``error`` is
+    Hydra's message. Hydra's hint stays where + is the fix: an argument the class takes that the config
+    does not list (``+trainer.gradient_clip_val=1``), a new entry resembling no key (``+callbacks.mine``).
+    """
+    import re
+
+    found = re.search(r"Could not override '([\w.]+)'", error)
+    parts = found.group(1).split(".") if found else []
+    if len(parts) < 2 or parts[0] == "hydra":
+        return
+    key = ".".join(parts)
+    plain = [o for o in overrides if o.split("=", 1)[0] == key]
+    rest = [o for o in overrides if o not in plain]
+    if not plain:
+        return
+    if parts[0] in TYPED_GROUPS:
+        try:
+            cfg = compose_config([*rest, *(f"+{o}" for o in plain)], config_dir, config_name)
+        except Exception:
+            return  # Hydra's own words
+        finally:
+            GlobalHydra.instance().clear()
+        try:
+            if parts[0] == "model" and parts[1] in ("optimizer", "scheduler"):
+                from translearn.optimization import check as check_optimization
+
+                check_optimization(cfg.model)
+            check_keys(parts[0], cfg[parts[0]])
+        except UserError as exc:
+            if str(exc).startswith("unknown key "):
+                raise
+        return
+    try:
+        cfg = compose_config(rest, config_dir, config_name)
+    except Exception:
+        return
+    finally:
+        GlobalHydra.instance().clear()
+    node: Any = OmegaConf.to_container(cfg, resolve=False)
+    depth = 0
+    while depth < len(parts) - 1 and isinstance(node, dict) and parts[depth] in node:
+        node, depth = node[parts[depth]], depth + 1
+    if depth == 0 or not isinstance(node, dict) or parts[depth] in node:
+        return  # a top-level key (check_top_level_keys), or a value in the way: Hydra's words
+    where = ".".join(parts[:depth])
+    check_known_keys(where, [parts[depth]], [str(k) for k in node], plain[0], new_entries=True)
+
+
+def check_known_keys(
+    where: str, keys: list[str], known: list[str], given: str | None = None, new_entries: bool = False
+) -> None:
+    """Keys of the node ``where`` that it does not have: one line with the likely key.
+
+    ``new_entries``: the node takes new entries (an open node such as ``callbacks``), so only a key that
+    resembles a known one is a typo.
+    """
+    names = sorted(k for k in known if not k.startswith("_"))
+    for key in keys:
+        if key in known:
+            continue
+        close = did_you_mean(key, names)
+        if close is None and new_entries:
+            continue
+        hint = f"did you mean {where}.{close}? " if close else ""
+        shown = f" in {given}" if given else ""
+        raise UserError(
+            f"unknown key {where}.{key}{shown}: {where} has no '{key}' ({hint}its keys: {', '.join(names)})"
         )
 
 

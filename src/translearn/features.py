@@ -58,6 +58,7 @@ from translearn.storage import build_once
 
 VERSION = 3  # 2: stored tensors are what the stage returned, before any later in-place op; 3: folded BN
 MODES = ("auto", "true", "false")
+DTYPES = ("float32", "float16")
 
 
 def parse_mode(value: Any) -> str:
@@ -65,6 +66,27 @@ def parse_mode(value: Any) -> str:
     if mode not in MODES:
         raise UserError(f"strategy.cache_features must be auto, true or false, got '{value}'")
     return mode
+
+
+def check_settings(mode: Any, views: Any, dtype: Any) -> str:
+    """The three ``strategy.cache_*`` keys; returns the mode.
+
+    Called where the command line is checked (``translearn.config.check_values``), so a bad value is one
+    line before any cell or Trainer starts, and by :func:`maybe_cache` for configs built in Python.
+    """
+    mode = parse_mode(mode)
+    if isinstance(views, bool) or not isinstance(views, int) or views < 1:
+        raise UserError(f"strategy.cache_views must be >= 1 (a whole number of views), got {views}")
+    if dtype not in DTYPES:
+        raise UserError(f"strategy.cache_dtype must be float32 or float16, got '{dtype}'")
+    return mode
+
+
+def inexact(reason: str) -> UserError:
+    """The one line for ``strategy.cache_features=true`` where caching would change what trains."""
+    return UserError(
+        f"strategy.cache_features=true but caching would not be exact: {reason}; use auto or false"
+    )
 
 
 def frozen_prefix(module: Any, mode: str = "auto") -> tuple[int, float, str | None]:
@@ -558,20 +580,14 @@ def maybe_cache(
     device: str,
 ) -> tuple[pl.LightningDataModule, str]:
     """The data module to train on (cached or not) and the line that says which, and why."""
-    mode = parse_mode(mode)
+    mode = check_settings(mode, views, dtype)  # checked up front too (config.check_values)
     if mode == "false":
         return datamodule, "feature cache off (strategy.cache_features=false)"
     k, until, reason = frozen_prefix(module, mode)
     if reason is not None:
         if mode == "true":
-            raise UserError(
-                f"strategy.cache_features=true but caching would not be exact: {reason}; use auto or false"
-            )
+            raise inexact(reason)
         return datamodule, f"feature cache off: {reason}"
-    if views < 1:
-        raise UserError(f"strategy.cache_views must be >= 1, got {views}")
-    if dtype not in ("float32", "float16"):
-        raise UserError(f"strategy.cache_dtype must be float32 or float16, got '{dtype}'")
     datamodule.prepare_data()
     datamodule.setup("fit")
     try:

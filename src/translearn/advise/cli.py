@@ -3,8 +3,9 @@
 The command line is the train command line of the user's data and model, plus ``advise.*`` keys
 (``conf/advise.yaml``). It is composed once, as ``translearn.train`` would compose it, and checked with
 the train command's own checks (``translearn.config.check_values`` / ``check_launch``) before anything
-is measured, so a typo costs one line and no time. Keys the search sets itself (strategy and its stage
-keys, seeds' sweep, the run and sweep folders) are refused with the reason.
+is measured, so a typo costs one line and no time: misspelt keys (``advise.budget_minute``, ``+stratgy``,
+``trainer.max_epoch``) get the likely one, in any form (plain, ``+``, ``++``). Keys the search sets itself
+(strategy and its stage keys, seeds' sweep, the run and sweep folders) are refused with the reason.
 """
 
 from __future__ import annotations
@@ -77,12 +78,42 @@ def _parallel(cfg: Any, given: int | None) -> int:
     return 1
 
 
+def advise_keys() -> list[str]:
+    """The ``advise.*`` keys, as ``conf/advise.yaml`` lists them."""
+    from omegaconf import OmegaConf
+
+    from translearn.config import CONFIG_DIR
+
+    return [str(k) for k in OmegaConf.load(CONFIG_DIR / f"{CONFIG_NAME}.yaml").advise]
+
+
+def check_advise_keys(parsed: Sequence[Any]) -> None:
+    """Every ``advise.*`` key of the command is one advise reads, in any form (``+``, ``++`` or plain).
+
+    ``+advise.budget_minute=1`` was accepted, and the search ran with the default 30-minute budget.
+    """
+    from translearn.config import check_known_keys
+
+    for o in parsed:
+        group, _, rest = o.key_or_group.partition(".")
+        if group == "advise" and rest:
+            check_known_keys("advise", [rest.split(".", 1)[0]], advise_keys(), o.input_line)
+
+
 def validate(argv: Sequence[str], started: float) -> Request:
     """The command line as a :class:`Request`; any problem is a one-line UserError, before any work."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from translearn.config import check_launch, check_values, check_writable, compose_config, one_line
+    from translearn.config import (
+        check_launch,
+        check_nested_keys,
+        check_top_level_keys,
+        check_values,
+        check_writable,
+        compose_config,
+        one_line,
+    )
     from translearn.sweep import objective_key
 
     flags = [a for a in argv if a.startswith("-")]
@@ -99,6 +130,9 @@ def validate(argv: Sequence[str], started: float) -> Request:
         if key in CHOSEN:
             hint = "; use advise.dir=DIR" if key in ("hydra.sweep.dir", "hydra.run.dir") else ""
             raise UserError(f"advise sets {key} itself ({CHOSEN[key]}): drop {o.input_line}{hint}")
+    check_advise_keys(parsed)
+    # Train's keys as train checks them (+stratgy=freeze was found by the first rung, after the probe).
+    check_top_level_keys(list(argv), None, CONFIG_NAME, adds=True)
     overrides = list(argv)
     if not any(_key(o) == "launcher" for o in overrides):
         overrides.append("launcher=inline")  # cells share one process: no interpreter start per cell
@@ -112,6 +146,8 @@ def validate(argv: Sequence[str], started: float) -> Request:
     except UserError:
         raise
     except Exception as exc:  # Hydra and OmegaConf raise several types for a bad override
+        check_top_level_keys(overrides, None, CONFIG_NAME, adds=False)
+        check_nested_keys(overrides, str(exc), None, CONFIG_NAME)
         raise UserError(one_line(exc)) from None
     finally:
         GlobalHydra.instance().clear()

@@ -16,7 +16,17 @@ from translearn.errors import OneLineParser, UserError, exit_with
 from translearn.log import log
 
 DATASETS = ("hymenoptera", "simpsons", "caltech256", "dogs_vs_cats", "imagefolder", "shapes")
-USAGE = "python -m translearn.data prepare DATASET [--root DIR] [--download] [KEY=VALUE ...]"
+USAGE = "python -m translearn.data prepare DATASET [--root DIR] [--download] [dataset.KEY=VALUE ...]"
+OVERRIDES_HELP = """\
+KEY=VALUE overrides, as for training (the index prepared here is the one a run with the same keys reads):
+  dataset.KEY=VALUE    any key of the dataset's config, e.g.
+                         dataset.classes=all | dataset.classes=[ants,bees]   which classes to keep
+                         dataset.top_n=10                  the 10 selected classes with the most images
+                         dataset.split=random dataset.val_fraction=0.2 dataset.test_fraction=0.1
+                         dataset.exclude_clutter=true      (caltech256)  dataset.test_set=false (simpsons)
+  paths.cache_dir=DIR  where the index and report go (under index/); paths.data_dir=DIR: the default root
+  seed=N               seeds split=random, as in training
+Every key of a dataset: python -m translearn.train dataset=DATASET --cfg job --package dataset"""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,6 +41,9 @@ def parser() -> argparse.ArgumentParser:
         help="download (optional), verify every file, write the index and report; KEY=VALUE overrides "
         "(dataset.classes=all) as for training",
         usage_hint=USAGE,
+        usage="%(prog)s DATASET [--root DIR] [--download] [--reverify] [dataset.KEY=VALUE ...]",
+        epilog=OVERRIDES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     prep.add_argument("dataset", help=f"one of: {', '.join(DATASETS)}")
     prep.add_argument("--root", help="where the data lives (default: the dataset config's root)")
@@ -47,16 +60,19 @@ def prepare(dataset: str, root: str | None, download: bool, reverify: bool, over
     from hydra.utils import get_class
     from omegaconf.errors import OmegaConfBaseException
 
-    from translearn.config import check_keys, compose_config, instantiate, one_line
+    from translearn.config import check_keys, check_nested_keys, compose_config, instantiate, one_line
     from translearn.data.prepare import PreparedDataModule
 
+    check_prepare_keys(overrides)
     extra = [f"dataset.root={Path(root).expanduser().absolute()}"] if root else []
+    command = [f"dataset={dataset}", *extra, *overrides]
     try:
-        cfg = compose_config([f"dataset={dataset}", *extra, *overrides])
+        cfg = compose_config(command)
         check_keys("dataset", cfg.dataset)  # +dataset.clases=all: the likely key, not a TypeError
         target = get_class(cfg.dataset._target_)
         data_root = Path(str(cfg.dataset.root)).expanduser()
     except (HydraException, OmegaConfBaseException) as exc:
+        check_nested_keys(command, str(exc), None, "train")  # dataset.splt=x: "did you mean dataset.split?"
         raise UserError(one_line(exc)) from None
     if download:
         if hasattr(target, "download"):
@@ -72,6 +88,23 @@ def prepare(dataset: str, root: str | None, download: bool, reverify: bool, over
     print(datamodule.report(result), end="")
     print(f"translearn: {datamodule.summary(result)}")
     return 0
+
+
+def check_prepare_keys(overrides: list[str]) -> None:
+    """Only keys the index depends on: ``strategy=freeze`` was accepted and did nothing.
+
+    The dataset's keys, where the data and the index live (``paths.*``), and ``seed``, which
+    ``dataset.seed`` follows (``split=random``).
+    """
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key == "dataset":
+            raise UserError(f"{override}: give the dataset as prepare's first argument (prepare DATASET ...)")
+        if not (key.startswith(("dataset.", "paths.")) or key == "seed"):
+            raise UserError(
+                f"prepare takes dataset.* keys only (and paths.*, seed), not {override}: the index depends "
+                "on nothing else; training's keys go to python -m translearn.train"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
