@@ -253,6 +253,8 @@ def recommendation(
     other = baseline(ranked, chosen)
     if other is not None:
         sentence += f" vs {other.key} {other.text()}"
+        if other.rung < chosen.rung:  # its number is from a shorter rung: a higher one did not carry it on
+            sentence += f", dropped after rung {other.rung}"
     return sentence + "."
 
 
