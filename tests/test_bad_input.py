@@ -33,6 +33,8 @@ COMMAND_LINE = [
         ("model.scheduler._target_=torch.optim.SGD is not a torch.optim.lr_scheduler.LRScheduler class",),
     ),
     (["+model.optimizer.foo=1"], ("unknown key model.optimizer.foo: SGD takes no 'foo'",)),
+    (["model.optimizer.momentun=0.9"], ("SGD takes no 'momentun' (did you mean model.optimizer.momentum?",)),
+    (["model.scheduler.gama=0.5"], ("StepLR takes no 'gama' (did you mean model.scheduler.gamma?",)),
     (["model/optimizer=adamw", "+model.optimizer.momentum=0.9"], ("AdamW takes no 'momentum'", "betas")),
     (["trainer.max_epochs=0"], ("trainer.max_epochs must be >= 1", "got 0")),
     (["trainer.max_epochs=-1"], ("trainer.max_epochs must be >= 1", "got -1")),

@@ -51,8 +51,15 @@ def _partial(node: Any, key: str, base: type, first: str) -> functools.partial:
     open_ended = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())  # bind() judges
     unknown = [k for k in kwargs if k == first or (k not in named and not open_ended)]
     if unknown:
-        bad, takes = unknown[0], ", ".join(n for n in named if n != first)
-        raise UserError(f"unknown key model.{key}.{bad}: {cls.__name__} takes no '{bad}' (it takes: {takes})")
+        from translearn.config import did_you_mean  # config imports this module's callers
+
+        bad, names = unknown[0], [n for n in named if n != first]
+        close = did_you_mean(str(bad), names)
+        hint = f"did you mean model.{key}.{close}? " if close else ""
+        raise UserError(
+            f"unknown key model.{key}.{bad}: {cls.__name__} takes no '{bad}' ({hint}"
+            f"it takes: {', '.join(names)})"
+        )
     try:
         signature.bind(**{first: None}, **kwargs)  # a required argument left out
     except TypeError as exc:
