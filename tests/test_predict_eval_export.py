@@ -271,12 +271,14 @@ def test_eval_reads_the_colour_mode_of_the_checkpoint_not_of_an_edited_config(
 
 
 @pytest.mark.slow
-def test_eval_says_when_its_preprocessing_is_not_the_runs(trained: Path, capfd) -> None:
+def test_eval_says_when_its_preprocessing_is_not_the_runs(trained: Path, tmp_path: Path, capfd) -> None:
     """dataset.image_size=64 on eval's line changed the accuracy (0.125 -> 0.083) without a word."""
-    evaluate.main([str(trained), "dataset.image_size=48", "trainer.limit_val_batches=1"])
+    copy = tmp_path / "run"  # eval writes eval/<split>-<hash>/: not into the run other tests read
+    shutil.copytree(trained, copy, ignore=shutil.ignore_patterns("eval"))
+    evaluate.main([str(copy), "dataset.image_size=48", "trainer.limit_val_batches=1"])
     said = capfd.readouterr().err
     assert "evaluating with other preprocessing than the run's: crop 48 (the run's: " in said
-    evaluate.main([str(trained), "trainer.limit_val_batches=1"])
+    evaluate.main([str(copy), "trainer.limit_val_batches=1"])
     assert "other preprocessing" not in capfd.readouterr().err
 
 

@@ -21,7 +21,7 @@ import torchvision
 
 import publishers
 from translearn.errors import UserError
-from translearn.weights import parse_weights, preprocessing_for
+from translearn.weights import cache, parse_weights, preprocessing_for
 from translearn.weights.__main__ import main as weights_main
 
 V1_18 = "resnet18-f37072fd.pth"
@@ -406,6 +406,7 @@ def test_timm_fetch_fills_the_hugging_face_cache(
         return str(hf_cache_file(hf_home, repo_id, state))
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", stand_in)
+    monkeypatch.setattr(cache, "_unreachable", lambda url, timeout=5.0: None)  # the stand-in Hub is there
     monkeypatch.delenv("TRANSLEARN_OFFLINE")
     weights_main(["fetch", "resnet18.tv_in1k", "--library", "timm"])
     assert ("timm/resnet18.tv_in1k", "model.safetensors", False) in calls
@@ -541,8 +542,6 @@ def test_offline_timm_weights_fail_in_one_attempt_not_after_the_hubs_retries(mon
     import huggingface_hub
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    from translearn.weights import cache
-
     downloads: list[str] = []
 
     def hub(repo_id: str, filename: str, local_files_only: bool = False, **_: object) -> str:
@@ -556,7 +555,7 @@ def test_offline_timm_weights_fail_in_one_attempt_not_after_the_hubs_retries(mon
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub)
     monkeypatch.setattr(socket, "create_connection", no_network)
-    for var in ("TRANSLEARN_OFFLINE", "HF_HUB_OFFLINE"):
+    for var in ("TRANSLEARN_OFFLINE", "HF_HUB_OFFLINE", *cache.PROXY_ENV):  # a proxy skips the attempt
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(UserError, match=r"huggingface.co cannot be reached \(Name or service not known"):
         cache.timm_file("timm/convnext_atto.d2_in1k", "timm convnext_atto weights", "fetch it")

@@ -34,6 +34,7 @@ from translearn.log import log
 from translearn.progress import enabled as progress_enabled
 
 MIRROR_ENV = "TRANSLEARN_WEIGHTS_MIRROR"
+PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 TIMM_FILES = ("model.safetensors", "pytorch_model.bin")  # the names timm publishes on the Hub, in its order
 
 
@@ -161,7 +162,7 @@ def _unreachable(url: str, timeout: float = 5.0) -> str | None:
     """
     parsed = urlparse(url)
     host, port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
-    if not host:
+    if not host or any(os.environ.get(v) for v in PROXY_ENV):  # behind a proxy the host is not dialled
         return None
     try:
         with socket.create_connection((host, port), timeout=timeout):
