@@ -63,6 +63,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path:  # before anything is written: a refused resume leaves the run as it was
         folder.check_same_run(Path(ckpt_path), identity)
         folder.check_epochs_left(Path(ckpt_path), cfg.trainer.get("max_epochs"))
+    if ckpt_path:  # accepted: from here the run's log file records it (a refusal left the file alone)
+        _log_to_run_file()
     if _first_process():  # DDP ranks started later by Lightning run this again
         if ckpt_path:
             _record_config(cfg, out)
@@ -341,7 +343,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         return _in_process_cell(cfg)
     folder = RunDir(Path(cfg.paths.output_dir))
-    _log_to_run_file()
+    if not cfg.get("ckpt_path"):  # a resume logs to the run's file once it is accepted (run())
+        _log_to_run_file()
     try:
         metrics = run(cfg)
     except RunRefused as exc:
