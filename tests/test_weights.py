@@ -533,6 +533,12 @@ def test_a_weights_file_that_does_not_say_gets_the_default_and_one_line_on_how_t
         for key in ("dataset.mean", "dataset.std", "dataset.interpolation", "dataset.resize_ratio"):
             assert key in lines[0], lines[0]
     assert "config.json" in lines[0] and "not timm's" in lines[0], lines[0]
+    other = tmp_path / "other" / "model.safetensors"  # a third file, so warn_once would say it again
+    other.parent.mkdir()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(other))
+    capsys.readouterr()
+    preprocessing_for(parse_weights("timm", "vit_tiny_patch16_224", str(other)), given=True)
+    assert str(other) not in capsys.readouterr().err  # every dataset.* key set: nothing to say
 
 
 def test_offline_timm_weights_fail_in_one_attempt_not_after_the_hubs_retries(monkeypatch, tmp_path) -> None:

@@ -41,6 +41,7 @@ from translearn.storage import write_atomic
 from translearn.weights import parse_weights, preprocessing_for
 
 register_resolvers()
+PREPROCESSING_KEYS = ("image_size", "resize_ratio", "interpolation", "mean", "std")  # dataset.* keys
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -74,7 +75,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         cfg.model.get("library", "torchvision"), cfg.model.backbone, str(cfg.model.weights)
     )
     # The weights decide the preprocessing; dataset.* keys the user set win (see conf/dataset/*.yaml).
-    datamodule = instantiate(cfg.dataset, _partial_=True)(preprocessing=preprocessing_for(choice))
+    given = all(cfg.dataset.get(k) is not None for k in PREPROCESSING_KEYS)
+    datamodule = instantiate(cfg.dataset, _partial_=True)(preprocessing=preprocessing_for(choice, given))
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         # Lightning's once-per-node hook, run before the model exists because the model's shape comes from
         # the data; DDP starts the other ranks later, from trainer.fit, and they read the index it wrote.

@@ -258,22 +258,23 @@ DEFAULT_HOW_TO = (
 )
 
 
-def preprocessing_for(choice: WeightsChoice) -> Preprocessing | None:
+def preprocessing_for(choice: WeightsChoice, given: bool = False) -> Preprocessing | None:
     """The preprocessing these weights were trained with, from their own metadata; None without weights.
 
     A weight file that does not say gets translearn's default, with a ``source`` and one line that say so:
     a silent ImageNet 256/224 under weights trained at 0.5/0.5 bicubic costs accuracy and nobody sees why.
+    ``given``: the user set every ``dataset.*`` preprocessing key, so the line is not needed.
     """
     if choice.kind == "published" and choice.library == "torchvision":
         return _torchvision_preprocessing(torchvision_enum(choice), choice.label)
     if choice.kind == "published":
         return _timm_preprocessing(timm_pretrained_cfg(choice), choice.label)
     if choice.kind == "file" and choice.path is not None:
-        return _file_preprocessing(choice.library, choice.arch, choice.path)
+        return _file_preprocessing(choice.library, choice.arch, choice.path, given)
     return None
 
 
-def _file_preprocessing(library: str, arch: str, path: Path) -> Preprocessing:
+def _file_preprocessing(library: str, arch: str, path: Path, given: bool = False) -> Preprocessing:
     """From the file's published name (hash-checked), else from a timm config.json beside it, else default."""
     default = Preprocessing()
     if library == "torchvision":
@@ -289,9 +290,11 @@ def _file_preprocessing(library: str, arch: str, path: Path) -> Preprocessing:
     prep, why = _timm_hub_preprocessing(path)
     if prep is not None:
         return prep
-    warn_once(
-        f"weights file {path} does not say what preprocessing it was trained with ({why}): {DEFAULT_HOW_TO}"
-    )
+    if not given:  # every dataset.* preprocessing key set: the user said it, nothing to warn about
+        warn_once(
+            f"weights file {path} does not say what preprocessing it was trained with ({why}): "
+            f"{DEFAULT_HOW_TO}"
+        )
     return dataclasses.replace(default, source=f"{default.source}; the weights file does not say its own")
 
 
