@@ -307,11 +307,9 @@ def check_cache_is_exact(policy: Any, plan: Any) -> None:
     """
     if plan is None or str(policy.cache_features).lower() != "true":
         return
-    from types import SimpleNamespace
-
     from translearn import features
 
-    _, _, reason = features.frozen_prefix(SimpleNamespace(plan=plan, net=plan.net), "true")
+    _, _, reason = features.frozen_prefix(plan, "true")
     if reason is not None:
         raise features.inexact(reason)
 
@@ -332,17 +330,10 @@ def check_data_root(dataset: DictConfig) -> None:
         return  # an unimportable target fails at instantiation with its own message
     if not (isinstance(target, type) and issubclass(target, PreparedDataModule)):
         return
-    name, root = str(dataset.get("name") or target.DATASET), dataset.get("root")
+    root = dataset.get("root")
     if root is None or str(root) in ("", "???"):
         raise UserError(f"{target.DATASET}: set dataset.root=DIR, a folder laid out as {target.LAYOUT}")
-    folder = Path(str(root)).expanduser()
-    if not folder.exists():
-        raise UserError(f"{name}: dataset.root {folder} does not exist; {target.how_to_get(folder)}")
-    if folder.is_dir() and not os.access(folder, os.R_OK | os.X_OK):
-        raise UserError(
-            f"{name}: dataset.root {folder} is not readable; fix its permissions (chmod u+rx) or point "
-            "dataset.root at a readable copy"
-        )
+    target.check_folder(str(dataset.get("name") or target.DATASET), Path(str(root)).expanduser())
 
 
 @functools.lru_cache(maxsize=8)
@@ -643,7 +634,7 @@ def validate_command_line(argv: list[str]) -> CommandLine:
                 if args.multirun:
                     info.cells = sweep_size(cfg.hydra.sweeper, args.overrides)
                     info.in_process = not str(launcher.get("_target_", "")).endswith("TranslearnLauncher")
-                if args.multirun and str(launcher.get("_target_", "")).endswith("TranslearnLauncher"):
+                if args.multirun and not info.in_process:
                     from translearn.sweep import resolve_devices
 
                     resolve_devices(launcher.get("devices"))

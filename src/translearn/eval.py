@@ -35,13 +35,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from translearn.data.transforms import PREPROCESSING_KEYS
 from translearn.errors import OneLineParser, UserError, exit_with
 from translearn.log import log
 from translearn.rundir import RunDir
 from translearn.storage import write_json
 from translearn.trained import Trained, load_trained, quiet_lightning
 
-PREPROCESSING_KEYS = ("image_size", "resize_ratio", "interpolation", "mean", "std")
 MAX_PRINTED_CLASSES = 20  # larger confusion matrices are only written, not printed
 
 

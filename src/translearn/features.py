@@ -89,7 +89,7 @@ def inexact(reason: str) -> UserError:
     )
 
 
-def frozen_prefix(module: Any, mode: str = "auto") -> tuple[int, float, str | None]:
+def frozen_prefix(plan: Any, mode: str = "auto") -> tuple[int, float, str | None]:
     """(k, until, None) when the first k stages are a fixed function until epoch ``until``; else a reason.
 
     Derived from the plan's unfreeze epochs, not from the policy's name: ``until`` is infinite when the
@@ -98,7 +98,7 @@ def frozen_prefix(module: Any, mode: str = "auto") -> tuple[int, float, str | No
     head-only phase only when it lasts two epochs or more: building the cache costs about one uncached
     epoch, so a single cached epoch saves nothing.
     """
-    plan, net = module.plan, module.net
+    net = plan.net
     policy, never = plan.policy.name, float("inf")
     k = 0
     while k < net.num_stages and plan.unfreeze[k] == never:
@@ -583,7 +583,7 @@ def maybe_cache(
     mode = check_settings(mode, views, dtype)  # checked up front too (config.check_values)
     if mode == "false":
         return datamodule, "feature cache off (strategy.cache_features=false)"
-    k, until, reason = frozen_prefix(module, mode)
+    k, until, reason = frozen_prefix(module.plan, mode)
     if reason is not None:
         if mode == "true":
             raise inexact(reason)

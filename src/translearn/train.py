@@ -33,6 +33,7 @@ from translearn.config import (
     register_resolvers,
     validate_command_line,
 )
+from translearn.data.transforms import PREPROCESSING_KEYS
 from translearn.errors import RunRefused, UserError, exit_with
 from translearn.log import info_rank_zero, log, mute_lightning_noise
 from translearn.pretrain import resolve_weights
@@ -41,7 +42,6 @@ from translearn.storage import write_atomic
 from translearn.weights import parse_weights, preprocessing_for
 
 register_resolvers()
-PREPROCESSING_KEYS = ("image_size", "resize_ratio", "interpolation", "mean", "std")  # dataset.* keys
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -64,8 +64,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path:  # before anything is written: a refused resume leaves the run as it was
         folder.check_same_run(Path(ckpt_path), identity)
         folder.check_epochs_left(Path(ckpt_path), cfg.trainer.get("max_epochs"))
-    if ckpt_path:  # accepted: from here the run's log file records it (a refusal left the file alone)
-        _log_to_run_file()
+        _log_to_run_file()  # accepted: from here the run's log file records it
     if _first_process():  # DDP ranks started later by Lightning run this again
         if ckpt_path:
             _record_config(cfg, out)
@@ -407,6 +406,12 @@ def _in_process_cell(cfg: DictConfig) -> float | None:
     return sweep.objective(metrics, cfg.get("optimized_metric"))
 
 
+def _hydra_writes_no_record() -> None:
+    """``hydra.output_subdir=null`` (unless the command sets it): :func:`_record_config` writes .hydra."""
+    if not any(a.startswith("hydra.output_subdir=") for a in sys.argv):
+        sys.argv.append("hydra.output_subdir=null")
+
+
 def main() -> None:
     """Console entry point (``translearn-train``): validate the command line in one line, then run Hydra.
 
@@ -420,8 +425,8 @@ def main() -> None:
     except UserError as exc:
         exit_with(str(exc))
     if not (info.multirun and info.output_dir):
-        if info.resumes_a_run and not any(a.startswith("hydra.output_subdir=") for a in sys.argv):
-            sys.argv.append("hydra.output_subdir=null")  # run() rewrites .hydra once the resume is accepted
+        if info.resumes_a_run:
+            _hydra_writes_no_record()  # run() rewrites .hydra once the resume is accepted
         _hydra_main()
         return
     sweep_dir = Path(info.output_dir)
@@ -434,10 +439,10 @@ def main() -> None:
     except UserError as exc:
         lock.release()
         exit_with(str(exc))
-    if info.resume and info.in_process and not any(a.startswith("hydra.output_subdir=") for a in sys.argv):
+    if info.resume and info.in_process:
         # Hydra's run_job writes .hydra at every job's start, so a resume rewrote the recorded config of
         # each finished cell it skipped; _in_process_cell writes it for the cells that run.
-        sys.argv.append("hydra.output_subdir=null")
+        _hydra_writes_no_record()
     if not info.pinned_sweep_dir:
         sys.argv.append(f"hydra.sweep.dir={info.output_dir}")
     if not any(a.startswith(("sweep.id=", "++sweep.id=")) for a in sys.argv):

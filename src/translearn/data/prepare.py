@@ -243,14 +243,19 @@ class PreparedDataModule(ImageDataModule):
     # --- discovery: cheap, no decoding ------------------------------------------------------------
 
     def check_root(self) -> None:
-        root = self.root
+        self.check_folder(self.name, self.root)
+
+    @classmethod
+    def check_folder(cls, name: str, root: Path) -> None:
+        """``root`` exists, is a folder and can be read: also checked for every cell of a grid up front
+        (``translearn.config.check_data_root``), in the same words."""
         if not root.exists():
-            raise UserError(f"{self.name}: dataset.root {root} does not exist; {self.how_to_get(root)}")
+            raise UserError(f"{name}: dataset.root {root} does not exist; {cls.how_to_get(root)}")
         if not root.is_dir():
-            raise UserError(f"{self.name}: dataset.root {root} is not a folder; expected {self.LAYOUT}")
+            raise UserError(f"{name}: dataset.root {root} is not a folder; expected {cls.LAYOUT}")
         if not os.access(root, os.R_OK | os.X_OK):
             raise UserError(
-                f"{self.name}: dataset.root {root} is not readable; fix its permissions (chmod u+rx) or "
+                f"{name}: dataset.root {root} is not readable; fix its permissions (chmod u+rx) or "
                 "point dataset.root at a readable copy"
             )
 

@@ -37,6 +37,8 @@ LUMA = (0.299, 0.587, 0.114)
 COLORS = ("rgb", "gray")
 GRAY_MODES = ("replicate", "adapt")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+# The dataset.* keys that set the preprocessing (Preprocessing.resolve); null: the weights' own.
+PREPROCESSING_KEYS = ("image_size", "resize_ratio", "interpolation", "mean", "std")
 CROP_SCALE = (0.08, 1.0)  # torchvision's RandomResizedCrop defaults, as in 2017
 CROP_RATIO = (3 / 4, 4 / 3)
 
