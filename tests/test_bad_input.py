@@ -115,6 +115,12 @@ COMMAND_LINE = [
     ),
     (["dataset=simpsons", "dataset.root=/no/such/simpsons"], ("simpsons: dataset.root", "does not exist")),
     (["dataset=imagefolder"], ("imagefolder: set dataset.root=DIR",)),
+    # A backbone that cannot take the size: its cell failed in its turn, after the cells before it trained.
+    (["-m", "model.backbone=resnet18,vit_b_16"], ("vit_b_16 cannot run on 32x32 px images",)),
+    (
+        ["-m", "model.library=timm", "model.backbone=resnet18,vit_tiny_patch16_224"],
+        ("vit_tiny_patch16_224 cannot run on 32x32 px images",),
+    ),
 ]
 
 # Hydra's hint for these, "+KEY=VALUE", was the wrong fix: the key is misspelt, not missing.

@@ -278,6 +278,7 @@ def check_values(cfg: DictConfig, data: bool = True) -> None:
     policy.check_epochs(epochs)
     plan = check_stages(library, str(cfg.model.get("backbone")), policy)
     check_cache_is_exact(policy, plan)
+    check_image_size(library, str(cfg.model.get("backbone")), cfg.dataset.get("image_size"))
     from translearn.extras import check_config
     from translearn.sweep import objective_key
 
@@ -312,6 +313,20 @@ def check_cache_is_exact(policy: Any, plan: Any) -> None:
     _, _, reason = features.frozen_prefix(plan, "true")
     if reason is not None:
         raise features.inexact(reason)
+
+
+def check_image_size(library: str, arch: str, image_size: Any) -> None:
+    """A backbone that cannot take the set ``dataset.image_size`` (ViT at 64 px): before a sweep's first
+    cell, not in that backbone's cell after the others trained. A size left to the weights is checked
+    when the module is built, once the weights' preprocessing is known.
+    """
+    if not isinstance(image_size, int) or isinstance(image_size, bool):
+        return
+    skeleton = _skeleton(library, arch)
+    if skeleton is not None:
+        from translearn.module import check_input_size
+
+        check_input_size(skeleton.model, arch, 3, image_size)
 
 
 def check_data_root(dataset: DictConfig) -> None:
