@@ -65,6 +65,20 @@ def test_hymenoptera_random_split_pools_train_and_val(tmp_path: Path) -> None:
     assert sizes(dm) == {"train": 15, "val": 4, "test": 0}
 
 
+def test_hymenoptera_a_validation_class_without_training_images_is_a_user_error(tmp_path: Path) -> None:
+    """val/wasps beside train/{ants,bees} was a third class with no training images: never predicted,
+    validation accuracy capped, no word said (image folders already refused it)."""
+    counts = {**publishers.HYMENOPTERA, "val": {**publishers.HYMENOPTERA["val"], "wasps": 2}}
+    root = publishers.hymenoptera(tmp_path / "hym", counts)
+    with pytest.raises(UserError) as info:
+        read_classes(HymenopteraDataModule, root, tmp_path)
+    message = str(info.value)
+    assert "hymenoptera: 1 class(es) have no images in train/" in message, message
+    assert "wasps (2 in val/)" in message and "dataset.classes=[ants,bees]" in message
+    # Pooled by the random split, wasps gets training images like the others.
+    assert read_classes(HymenopteraDataModule, root, tmp_path, split="random") == ["ants", "bees", "wasps"]
+
+
 # --- simpsons -----------------------------------------------------------------------------------------
 
 

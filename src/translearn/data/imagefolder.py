@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from translearn.data.images import is_image_name
-from translearn.data.prepare import PreparedDataModule
+from translearn.data.prepare import PreparedDataModule, names_shown
 from translearn.data.scan import Scan, class_folder_scan, is_dir, is_junk, list_dir, merge, undecodable
 from translearn.data.splits import SPLIT_RULES, Entry, assign_splits, natural_key
 from translearn.errors import UserError
@@ -50,17 +50,11 @@ SPLIT_NAMES: dict[str, tuple[str, ...]] = {
 VAL_NAMES = SPLIT_NAMES["val"]
 _SPLIT_OF = {name: split for split, names in SPLIT_NAMES.items() for name in names}
 _SPLIT_WORD = {"train": "training", "val": "validation", "test": "test"}
-SHOWN = 12  # names listed in one line before "... (N in all)"
 
 
 def split_of(name: str) -> str | None:
     """The split a top-level folder's name stands for (``Train`` → ``train``), or None for a class."""
     return _SPLIT_OF.get(name.lower())
-
-
-def _names(names: list[str], limit: int = SHOWN) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
 def looks_like_splits(scan: Scan) -> tuple[list[str], list[str]] | None:
@@ -131,8 +125,8 @@ class ImageFolderDataModule(PreparedDataModule):
             if (alike := looks_like_splits(scan)) is not None:
                 tops, shared = alike
                 warn_once(
-                    f"{self.name}: the folders under {self.root} ({_names(tops, 6)}) each hold the same "
-                    f"subfolders with images ({_names(shared, 6)}): they look like split folders, not "
+                    f"{self.name}: the folders under {self.root} ({names_shown(tops, 6)}) each hold the same "
+                    f"subfolders with images ({names_shown(shared, 6)}): they look like split folders, not "
                     f"classes, yet are read as {len(tops)} classes; if they are splits, rename them "
                     "train/ and val/ (and test/; any case, or training, valid, validation, dev, testing); "
                     "if they are classes grouped alike inside, ignore this warning"
@@ -193,29 +187,8 @@ class ImageFolderDataModule(PreparedDataModule):
         return scan, classes
 
     def _check_trainable(self, scan: Scan, classes: list[str]) -> None:
-        trained = {e.cls for e in scan.entries if e.split == "train"}
-        untrained = [c for c in classes if c not in trained]
-        if not untrained:
-            return
-        folders = self.split_folders()
-        train = folders["train"].name if "train" in folders else "train"
-        val = folders["val"].name if "val" in folders else "val"
-        where = Counter((e.cls, e.rel.split("/")[0]) for e in scan.entries if e.cls in untrained)
-        shown = ", ".join(
-            f"{c} ({', '.join(f'{n} in {top}/' for (cls, top), n in sorted(where.items()) if cls == c)})"
-            for c in untrained[:5]
-        ) + (f" and {len(untrained) - 5} more" if len(untrained) > 5 else "")
-        keep = [c for c in classes if c in trained]
-        listed = sorted(trained, key=natural_key)
-        leave_out = (
-            f"dataset.classes=[{','.join(keep)}]" if len(keep) <= SHOWN else "dataset.classes (those to keep)"
-        )
-        raise UserError(
-            f"{self.name}: {len(untrained)} class(es) have no images in {train}/ and could never be "
-            f"predicted, capping validation accuracy: {shown}; add their training images or fix misspelt "
-            f"folder names ({train}/ holds {_names(listed)}), leave them out with {leave_out}, or pool "
-            f"{train}/ and {val}/ with dataset.split=random"
-        )
+        folders = {split: folder.name for split, folder in self.split_folders().items()}
+        self.check_every_class_trains(scan, classes, folders)
 
     def _rule(self, scan: Scan) -> str:
         if self.split != "auto":

@@ -45,6 +45,13 @@ from translearn.storage import write_atomic, write_json
 
 INDEX_VERSION = 1
 
+SHOWN = 12  # names listed in one line before "... (N in all)"
+
+
+def names_shown(names: list[str], limit: int = SHOWN) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
 
 # --- class selection --------------------------------------------------------------------------------
 
@@ -278,6 +285,34 @@ class PreparedDataModule(ImageDataModule):
             wanted = None if wanted == "all" else self.class_preset(wanted) or [wanted]
         classes = select_classes(self.name, self.root, counts, wanted, self.top_n, self.match_class)
         return scan, classes
+
+    def check_every_class_trains(self, scan: Scan, classes: list[str], folders: dict[str, str]) -> None:
+        """Under the publisher's own split folders, a selected class with no training images is an error:
+        the model could never predict it, silently capping validation accuracy.
+
+        ``folders``: each split's folder name as the user sees it (``Validation`` for val).
+        """
+        train, val = folders.get("train", "train"), folders.get("val", "val")
+        trained = {e.cls for e in scan.entries if e.split == "train"}
+        untrained = [c for c in classes if c not in trained]
+        if not untrained:
+            return
+        where = Counter((e.cls, folders.get(e.split, e.split)) for e in scan.entries if e.cls in untrained)
+        shown = ", ".join(
+            f"{c} ({', '.join(f'{n} in {top}/' for (cls, top), n in sorted(where.items()) if cls == c)})"
+            for c in untrained[:5]
+        ) + (f" and {len(untrained) - 5} more" if len(untrained) > 5 else "")
+        keep = [c for c in classes if c in trained]
+        listed = sorted(trained, key=natural_key)
+        leave_out = (
+            f"dataset.classes=[{','.join(keep)}]" if len(keep) <= SHOWN else "dataset.classes (those to keep)"
+        )
+        raise UserError(
+            f"{self.name}: {len(untrained)} class(es) have no images in {train}/ and could never be "
+            f"predicted, capping validation accuracy: {shown}; add their training images or fix misspelt "
+            f"folder names ({train}/ holds {names_shown(listed)}), leave them out with {leave_out}, or pool "
+            f"{train}/ and {val}/ with dataset.split=random"
+        )
 
     # --- preparation --------------------------------------------------------------------------------
 
