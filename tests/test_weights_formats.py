@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -35,6 +36,7 @@ import torchvision
 from torch import nn
 
 from fakes import random_loader, tiny_trainer
+from mmpretrain_seeded import INPUT_SEED, seeded_state
 from published_weights import (
     AUX_PREFIXES,
     FORMATS,
@@ -509,6 +511,49 @@ def test_an_mmpretrain_checkpoint_loads_its_backbone(
     out = capsys.readouterr().out
     said = [ln for ln in out.splitlines() if str(path) in ln]
     assert len(said) == 1 and "MMPretrain" in said[0] and "backbone." in said[0] and "head." in said[0], out
+
+
+MMPRETRAIN_RECORD = Path(__file__).parent / "data" / "mmpretrain_resnetv1.json"
+
+
+@pytest.mark.parametrize(
+    ("model", "arch"),
+    [("ResNetV1d-18", "resnet18d"), ("ResNetV1d-50", "resnet50d"), ("ResNetV1c-50", "resnet50c")],
+)
+def test_an_mmpretrain_deep_stem_resnet_loads_into_timms_same_network(
+    model: str, arch: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """resnetv1d50_8xb32_in1k.pth and the like: "does not fit" (stem.N.conv/bn, and V1d's stride-1
+    shortcuts without a pool). Checked against MMPretrain's own features for these seeded weights, from
+    tests/data/make_mmpretrain_resnetv1.py, so a tensor put in the wrong layer shows."""
+    record = json.loads(MMPRETRAIN_RECORD.read_text())
+    assert record["input_seed"] == INPUT_SEED
+    entry = record["models"][model]
+    path = tmp_path / f"{model}.pth"
+    torch.save({"meta": {"mmengine_version": "0.10.7"}, "state_dict": seeded_state(entry["keys"])}, path)
+    capsys.readouterr()
+    net = build_backbone(arch, num_classes=1000, weights=str(path), library="timm").model.eval()
+    net.reset_classifier(0)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(INPUT_SEED))
+    with torch.no_grad():
+        features = net(x)[0]
+    expected = torch.tensor(entry["features"])
+    assert torch.allclose(features, expected, rtol=1e-4, atol=1e-4), (features - expected).abs().max()
+    kind = model[len("ResNetV1") :][0]
+    said = [ln for ln in capsys.readouterr().out.splitlines() if str(path) in ln]
+    assert len(said) == 1 and f"ResNetV1{kind} (deep stem)" in said[0] and f"resnet*{kind}" in said[0]
+
+
+def test_a_deep_stem_resnet_file_for_a_torchvision_resnet_names_timms_network(tmp_path: Path) -> None:
+    """torchvision's resnets have one 7x7 conv1: the misfit says which network the file holds."""
+    record = json.loads(MMPRETRAIN_RECORD.read_text())
+    path = tmp_path / "resnetv1d18.pth"
+    torch.save({"state_dict": seeded_state(record["models"]["ResNetV1d-18"]["keys"])}, path)
+    with pytest.raises(UserError) as err:
+        build_backbone("resnet18", num_classes=3, weights=str(path))
+    message = str(err.value)
+    assert "\n" not in message and "deep stem" in message, message
+    assert "model.library=timm model.backbone=resnet18d" in message, message
 
 
 # --- 6. a file under a published name is that file only if its hash says so --------------------------

@@ -25,7 +25,9 @@ and says in one line which entry it loaded):
 * ``args`` is an ``argparse.Namespace``, which ``weights_only=True`` refuses unless allowed by name; it
   is allowed, and nothing else (see :func:`_load`).
 * MMPretrain's ``ImageClassifier`` keys its ResNet ``backbone.`` + torchvision's names and its classifier
-  ``head.fc``: the backbone loads, the head (replaced anyway) does not.
+  ``head.fc``: the backbone loads, the head (replaced anyway) does not. Its deep-stem ResNetV1c/V1d load
+  into timm's ``resnet*c``/``resnet*d`` (the same networks, renamed); into a torchvision resnet, the
+  error names that backbone.
 """
 
 from __future__ import annotations
@@ -186,7 +188,46 @@ def _mmpretrain_backbone(state: dict) -> tuple[dict, str]:
         else ""
     )
     note = f"an MMPretrain checkpoint: loaded backbone.* without the prefix{gone}"
-    return strip_prefix(kept, "backbone."), note
+    state, deep = _deep_stem_as_timm(strip_prefix(kept, "backbone."))
+    return state, note + deep
+
+
+# MMPretrain's ResNetV1c/V1d stem: three ConvModules (stem.N.conv, stem.N.bn); timm's resnet*c/*d call the
+# same layers conv1.0/1.1, conv1.3/1.4, conv1.6 and bn1 (ReLUs at 2 and 5).
+_DEEP_STEM = {
+    "stem.0.conv.": "conv1.0.", "stem.0.bn.": "conv1.1.", "stem.1.conv.": "conv1.3.",
+    "stem.1.bn.": "conv1.4.", "stem.2.conv.": "conv1.6.", "stem.2.bn.": "bn1.",
+}  # fmt: skip
+_DOWNSAMPLE = re.compile(r"^(layer\d+\.\d+\.downsample\.)(\d+)\.(.+)$")
+
+
+def _deep_stem_as_timm(state: dict) -> tuple[dict, str]:
+    """MMPretrain's ResNetV1c/V1d under timm's names for the same networks, ``resnet50c``/``resnet50d``.
+
+    Why by hand: no library converts between the two. The networks match layer for layer (checked against
+    MMPretrain 1.2.0's own ResNetV1d-50: equal features from the same input). One more difference: V1d's
+    average-pool shortcut (``downsample.0`` pool, ``.1`` conv, ``.2`` bn) has no pool where the stride is 1
+    (conv at ``.0``), where timm keeps an Identity at ``.0``; those convs and norms move up one.
+    """
+    if "stem.0.conv.weight" not in state:
+        return state, ""
+    v1d = any(
+        (m := _DOWNSAMPLE.match(k)) and m.group(2) == "1" and m.group(3) == "weight" and v.dim() == 4
+        for k, v in state.items()
+    )
+    items = {}
+    for key, value in state.items():
+        for theirs, ours in _DEEP_STEM.items():
+            if key.startswith(theirs):
+                key = ours + key[len(theirs) :]
+                break
+        match = _DOWNSAMPLE.match(key)
+        if v1d and match and f"{match.group(1)}0.weight" in state:  # conv at .0: a stride-1 shortcut, no pool
+            key = f"{match.group(1)}{int(match.group(2)) + 1}.{match.group(3)}"
+        items[key] = value
+    kind = "d" if v1d else "c"
+    note = f"; its ResNetV1{kind} (deep stem) under the names of timm's resnet*{kind}, the same network"
+    return _with_metadata(items, getattr(state, "_metadata", None)), note
 
 
 def _why(exc: Exception) -> str:
@@ -238,6 +279,18 @@ def upgrade_torchvision(arch: str, state: dict) -> OrderedDict:
     return _with_metadata(items, metadata)
 
 
+def _deep_stem_fix(model: nn.Module, state: dict, arch: str) -> str | None:
+    """A deep-stem ResNet file (conv1.0, conv1.3, conv1.6) for a 7x7-stem ResNet: which network it is."""
+    if "conv1.0.weight" not in state or not hasattr(model, "conv1") or isinstance(model.conv1, nn.Sequential):
+        return None
+    kind = "d" if any(re.fullmatch(r"layer\d+\.\d+\.downsample\.2\.weight", k) for k in state) else "c"
+    same = f"model.backbone={arch}{kind}" if re.fullmatch(r"resnet\d+", arch) else f"a resnet*{kind} backbone"
+    return (
+        f"it holds a ResNet with a deep stem (three 3x3 convs: ResNet-{kind.upper()}, MMPretrain's "
+        f"ResNetV1{kind}) where {arch} has one 7x7 conv; timm has the same network: model.library=timm {same}"
+    )
+
+
 def load_checked(
     model: nn.Module, state: dict, source: str, arch: str, fix: str, ignore=lambda k: False
 ) -> None:
@@ -245,6 +298,7 @@ def load_checked(
 
     ``ignore(key)`` marks keys the model may have that the file need not (a head being replaced).
     """
+    fix = _deep_stem_fix(model, state, arch) or fix
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # size mismatches are raised after every key was compared
