@@ -517,31 +517,42 @@ MMPRETRAIN_RECORD = Path(__file__).parent / "data" / "mmpretrain_resnetv1.json"
 
 
 @pytest.mark.parametrize(
-    ("model", "arch"),
-    [("ResNetV1d-18", "resnet18d"), ("ResNetV1d-50", "resnet50d"), ("ResNetV1c-50", "resnet50c")],
+    ("model", "library", "arch"),
+    [
+        ("ResNet-50", "torchvision", "resnet50"),
+        ("ResNetV1d-18", "timm", "resnet18d"),
+        ("ResNetV1d-50", "timm", "resnet50d"),
+        ("ResNetV1c-50", "timm", "resnet50c"),
+    ],
 )
-def test_an_mmpretrain_deep_stem_resnet_loads_into_timms_same_network(
-    model: str, arch: str, tmp_path: Path, capsys: pytest.CaptureFixture
+def test_an_mmpretrain_resnet_gives_mmpretrains_own_features(
+    model: str, library: str, arch: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """resnetv1d50_8xb32_in1k.pth and the like: "does not fit" (stem.N.conv/bn, and V1d's stride-1
-    shortcuts without a pool). Checked against MMPretrain's own features for these seeded weights, from
-    tests/data/make_mmpretrain_resnetv1.py, so a tensor put in the wrong layer shows."""
+    """Against MMPretrain's own code (its features for these seeded weights, recorded by
+    tests/data/make_mmpretrain_resnetv1.py), so a tensor put in the wrong layer shows. The deep-stem
+    ResNetV1c/V1d (resnetv1d50_8xb32_in1k.pth and the like) were "does not fit": stem.N.conv/bn, and V1d's
+    stride-1 shortcuts without a pool."""
     record = json.loads(MMPRETRAIN_RECORD.read_text())
     assert record["input_seed"] == INPUT_SEED
     entry = record["models"][model]
     path = tmp_path / f"{model}.pth"
     torch.save({"meta": {"mmengine_version": "0.10.7"}, "state_dict": seeded_state(entry["keys"])}, path)
     capsys.readouterr()
-    net = build_backbone(arch, num_classes=1000, weights=str(path), library="timm").model.eval()
-    net.reset_classifier(0)
+    net = build_backbone(arch, num_classes=1000, weights=str(path), library=library).model.eval()
+    if library == "timm":
+        net.reset_classifier(0)
+    else:
+        net.fc = nn.Identity()
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(INPUT_SEED))
     with torch.no_grad():
         features = net(x)[0]
     expected = torch.tensor(entry["features"])
     assert torch.allclose(features, expected, rtol=1e-4, atol=1e-4), (features - expected).abs().max()
-    kind = model[len("ResNetV1") :][0]
     said = [ln for ln in capsys.readouterr().out.splitlines() if str(path) in ln]
-    assert len(said) == 1 and f"ResNetV1{kind} (deep stem)" in said[0] and f"resnet*{kind}" in said[0]
+    assert len(said) == 1 and "MMPretrain" in said[0], said
+    if model.startswith("ResNetV1"):
+        kind = model[len("ResNetV1")]
+        assert f"ResNetV1{kind} (deep stem)" in said[0] and f"resnet*{kind}" in said[0], said[0]
 
 
 def test_a_deep_stem_resnet_file_for_a_torchvision_resnet_names_timms_network(tmp_path: Path) -> None:

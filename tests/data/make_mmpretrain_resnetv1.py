@@ -1,8 +1,8 @@
-"""Writes ``mmpretrain_resnetv1.json``: MMPretrain's own ResNetV1d-18, ResNetV1d-50 and ResNetV1c-50,
+"""Writes ``mmpretrain_resnetv1.json``: MMPretrain's own ResNet-50, ResNetV1d-18/50 and ResNetV1c-50,
 as their ImageClassifier's ``state_dict()`` names and shapes them, and the features MMPretrain computes
 for one input with seeded weights (:func:`seeded_state`). The test rebuilds the same file from this
-record, loads it into timm's resnet18d / resnet50d / resnet50c through translearn, and compares
-features: MMPretrain's code checks the key mapping without being installed in CI.
+record, loads it into torchvision's resnet50 or timm's resnet18d / resnet50d / resnet50c through
+translearn, and compares features: MMPretrain's code checks the key mapping without being installed in CI.
 
 Run where MMPretrain is importable (1.2.0 was used: pip install mmpretrain mmengine mmcv-lite
 opencv-python-headless and their small dependencies):
@@ -27,7 +27,7 @@ def main() -> None:
     from mmpretrain.models import ImageClassifier
 
     record: dict = {"mmpretrain_version": mmpretrain.__version__, "input_seed": INPUT_SEED, "models": {}}
-    for backbone, depth in (("ResNetV1d", 18), ("ResNetV1d", 50), ("ResNetV1c", 50)):
+    for backbone, depth in (("ResNet", 50), ("ResNetV1d", 18), ("ResNetV1d", 50), ("ResNetV1c", 50)):
         width = 512 if depth == 18 else 2048
         model = ImageClassifier(
             backbone={"type": backbone, "depth": depth},
