@@ -287,6 +287,9 @@ def _file_preprocessing(library: str, arch: str, path: Path, given: bool = False
             return dataclasses.replace(
                 default, source=f"{default.source}; the file's published name does not match its contents"
             )
+    prep = _training_args_preprocessing(library, arch, path)
+    if prep is not None:
+        return prep
     prep, why = _timm_hub_preprocessing(path)
     if prep is not None:
         return prep
@@ -296,6 +299,59 @@ def _file_preprocessing(library: str, arch: str, path: Path, given: bool = False
             f"{DEFAULT_HOW_TO}"
         )
     return dataclasses.replace(default, source=f"{default.source}; the weights file does not say its own")
+
+
+def _training_args_preprocessing(library: str, arch: str, path: Path) -> Preprocessing | None:
+    """The eval preprocessing a training checkpoint's own command line (``args``) set; None without one.
+
+    * torchvision's references/classification/train.py evaluates with ``ClassificationPresetEval(
+      crop_size=args.val_crop_size, resize_size=args.val_resize_size, interpolation=args.interpolation)``
+      and ImageNet mean/std (the preset's defaults).
+    * timm's train.py evaluates with ``resolve_data_config(vars(args), model=model)``: ``--mean``, ``--std``,
+      ``--interpolation``, ``--crop-pct``, ``--img-size``/``--input-size`` where given, else the model's
+      pretrained_cfg (``args.model``). Needs timm; without it the file counts as one that does not say.
+    """
+    from translearn.weights.files import training_args
+
+    args = training_args(path)
+    if not args:
+        return None
+    if isinstance(args.get("val_resize_size"), int) and isinstance(args.get("val_crop_size"), int):
+        interpolation = str(args.get("interpolation") or "bilinear")
+        return Preprocessing(
+            crop=args["val_crop_size"],
+            resize=args["val_resize_size"],
+            interpolation=interpolation
+            if interpolation in ("bilinear", "bicubic", "nearest")
+            else "bilinear",
+            source="the checkpoint's args (torchvision references: --val-resize-size, --val-crop-size, "
+            "--interpolation; ImageNet mean/std)",
+        )
+    if not {"crop_pct", "mean", "std"} <= args.keys():
+        return None
+    try:
+        import timm.data
+        import timm.models
+    except ImportError:
+        return None
+    model = str(args.get("model") or arch)
+    try:
+        pretrained = timm.models.get_pretrained_cfg(model)
+        config = timm.data.resolve_data_config(
+            args, pretrained_cfg=pretrained.to_dict() if pretrained is not None else None
+        )
+    except Exception:  # a model name this timm does not know: the file says nothing usable
+        return None
+    mean, std = config.get("mean"), config.get("std")
+    if not (_numbers(list(mean or ()), 3) and _numbers(list(std or ()), 3) and min(std) > 0):
+        return None  # a gray or 1-value --mean: not RGB statistics this run can apply
+    values = SimpleNamespace(**{**config, "mean": mean, "std": std})
+    prep = _timm_preprocessing(values, f"timm {model}")
+    return dataclasses.replace(
+        prep,
+        source=f"the checkpoint's args (timm train.py: --mean/--std/--interpolation/--crop-pct/--img-size, "
+        f"else {model}'s pretrained_cfg)",
+    )
 
 
 def _timm_hub_preprocessing(path: Path) -> tuple[Preprocessing | None, str]:

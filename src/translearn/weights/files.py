@@ -134,6 +134,27 @@ def _load(file: Path) -> object:
         return torch.load(file, map_location="cpu", weights_only=True)
 
 
+def training_args(path: Path) -> dict | None:
+    """The command line a training checkpoint was saved with (``checkpoint["args"]``, an
+    ``argparse.Namespace``: timm's train.py, torchvision's references), as a dict; None for any other file.
+
+    Memory-mapped where torch's zip format allows, so a checkpoint with optimizer state is not read whole
+    for a few numbers. An unreadable file is left to the weights load, which says why.
+    """
+    if path.suffix == ".safetensors":
+        return None
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # not torch's zip format (saved with _use_new_zipfile_serialization=False)
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    args = obj.get("args") if isinstance(obj, dict) else None
+    return dict(vars(args)) if isinstance(args, argparse.Namespace) else None
+
+
 def _is_state_dict(obj: object) -> bool:
     return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
