@@ -159,12 +159,52 @@ def test_a_misspelt_nested_key_gets_no_hint_to_add_it_with_a_plus(override: str,
     assert "+" not in message and "append" not in message, message
 
 
-def test_a_trainer_argument_the_presets_do_not_list_keeps_hydras_plus_hint(tmp_path: Path) -> None:
-    """conf/trainer/default.yaml: a Trainer argument it does not list needs a +; that hint is right."""
+def test_any_trainer_argument_works_without_a_plus(tmp_path: Path) -> None:
+    """CONTRACT: any Lightning Trainer argument as trainer.<arg>=. One the presets do not list got Hydra's
+    "use +trainer.gradient_clip_val=1"; the + form in turn fails where a preset lists the key."""
+    from translearn.config import class_arguments_added, compose_config
+
     out = f"hydra.run.dir={tmp_path / 'out'}"
-    with pytest.raises(UserError, match=r"use \+trainer.gradient_clip_val=1"):
-        validate_command_line([*TINY, "trainer.gradient_clip_val=1", out])
-    validate_command_line([*TINY, "+trainer.gradient_clip_val=1", out])
+    clip, limit = "trainer.gradient_clip_val=1", "trainer.limit_train_batches=3"
+    epochs = "trainer.max_epochs=2"
+    argv = class_arguments_added([*TINY, clip, limit, epochs, out])
+    # ++ adds or sets: limit_train_batches is set by debug=tiny but not by the presets; max_epochs always.
+    assert argv == [*TINY, f"++{clip}", f"++{limit}", epochs, out]
+    validate_command_line(argv)
+    trainer = compose_config(argv[:-1]).trainer
+    assert (trainer.gradient_clip_val, trainer.limit_train_batches, trainer.max_epochs) == (1, 3, 2)
+    validate_command_line(class_arguments_added([*TINY, "+trainer.gradient_clip_val=1", out]))  # as before
+    # Not a Trainer argument: left for the "did you mean" line.
+    with pytest.raises(UserError, match=r"did you mean trainer\.gradient_clip_val"):
+        validate_command_line(class_arguments_added([*TINY, "trainer.gradient_clip_vall=1", out]))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "value"),
+    [
+        (["model.optimizer.dampening=0.1"], ("optimizer", "dampening", 0.1)),
+        (["model/optimizer=adamw", "model.optimizer.amsgrad=true"], ("optimizer", "amsgrad", True)),
+        (["model/scheduler=step", "model.scheduler.last_epoch=-1"], ("scheduler", "last_epoch", -1)),
+    ],
+)
+def test_any_optimizer_or_scheduler_argument_works_without_a_plus(
+    overrides: list[str], value: tuple, tmp_path: Path
+) -> None:
+    """README: any of the optimizer's arguments as model.optimizer.<arg>=; SGD's dampening got "use +"."""
+    from translearn.config import class_arguments_added, compose_config
+
+    argv = class_arguments_added([*TINY, *overrides, f"hydra.run.dir={tmp_path / 'out'}"])
+    validate_command_line(argv)
+    node, key, expected = value
+    assert compose_config(argv[:-1]).model[node][key] == expected
+
+
+def test_an_argument_the_chosen_optimizer_does_not_take_is_one_line(tmp_path: Path) -> None:
+    from translearn.config import class_arguments_added
+
+    argv = [*TINY, "model/optimizer=adamw", "model.optimizer.momentum=0.9", f"hydra.run.dir={tmp_path}"]
+    with pytest.raises(UserError, match=r"unknown key model\.optimizer\.momentum: AdamW takes no 'momentum'"):
+        validate_command_line(class_arguments_added(argv))
 
 
 @pytest.mark.parametrize(

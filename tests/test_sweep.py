@@ -424,6 +424,9 @@ def test_cell_names_are_safe_for_any_value() -> None:
     assert safe_name("model.weights=/data/w/r18.pth") == "model.weights=%2Fdata%2Fw%2Fr18.pth"
     assert safe_name("x='a\"b'") == "x=%27a%22b%27"
     assert safe_name("strategy=finetune,dataset.color=gray") == "strategy=finetune,dataset.color=gray"
+    # A Trainer argument the presets lack reaches Hydra as ++trainer.<arg>= (config.trainer_arguments_added)
+    assert safe_name("++trainer.gradient_clip_val=1,seed=0") == "trainer.gradient_clip_val=1,seed=0"
+    assert safe_name("seed=0,++trainer.gradient_clip_val=1") == "seed=0,trainer.gradient_clip_val=1"
     long = safe_name("k=" + "v" * 500)
     assert len(long.encode()) <= 200 and long != safe_name("k=" + "v" * 499)
 

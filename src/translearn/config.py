@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -590,6 +591,66 @@ class CommandLine:
 
 
 DATA_LOCATION_KEYS = ("dataset.root", "paths.data_dir")
+
+
+_CLASS_OVERRIDE = re.compile(r"^(trainer|model\.optimizer|model\.scheduler)\.(\w+)=")
+
+
+def _class_arguments(node: str) -> set[str]:
+    """What the classes behind a config node take: the Trainer's arguments, or those of any torch
+    optimizer or LR scheduler (model/optimizer= and model/scheduler= pick the class; so may _target_)."""
+    import inspect
+
+    if node == "trainer":
+        import pytorch_lightning
+
+        classes: list[type] = [pytorch_lightning.Trainer]
+    else:
+        import torch
+
+        base = torch.optim.Optimizer if node == "model.optimizer" else torch.optim.lr_scheduler.LRScheduler
+        space = torch.optim if node == "model.optimizer" else torch.optim.lr_scheduler
+        classes = [c for c in vars(space).values() if isinstance(c, type) and issubclass(c, base)]
+        if node == "model.scheduler":
+            classes.append(torch.optim.lr_scheduler.ReduceLROnPlateau)
+    names: set[str] = set()
+    for cls in classes:
+        names |= set(inspect.signature(cls.__init__).parameters) - {"self", "params", "optimizer"}
+    return names
+
+
+def _listed_everywhere(node: str) -> set[str]:
+    """Keys every preset of the node lists (a plain override of them always composes)."""
+    if node == "trainer":
+        return set(OmegaConf.load(CONFIG_DIR / "trainer" / "default.yaml"))
+    presets = [OmegaConf.load(f) for f in sorted((CONFIG_DIR / node.replace(".", "/")).glob("*.yaml"))]
+    return set.intersection(*(set(p) for p in presets)) if presets else set()
+
+
+def class_arguments_added(argv: list[str]) -> list[str]:
+    """``trainer.<arg>=V`` for a Lightning Trainer argument, and ``model.optimizer.<arg>=V`` /
+    ``model.scheduler.<arg>=V`` for a torch optimizer's or scheduler's, become ``++...=V`` where a preset
+    may lack the key.
+
+    Any Trainer argument works as ``trainer.<arg>=`` (CONTRACT), and any optimizer argument as
+    ``model.optimizer.<arg>=`` (README). Hydra refuses a plain override of a key the composed config lacks
+    (``trainer.gradient_clip_val=1``: "use +trainer..."), and the + form where a preset has the key
+    (debug=tiny sets limit_train_batches); ``++`` adds or sets. The class then checks the name
+    (:func:`check_values`). A name no such class takes is left as given, for the "did you mean" of
+    :func:`check_nested_keys`; a key every preset lists is left plain.
+    """
+    found = [m for m in map(_CLASS_OVERRIDE.match, argv) if m]
+    if not found:
+        return list(argv)
+    nodes = {m.group(1) for m in found}
+    takes = {node: _class_arguments(node) for node in nodes}
+    listed = {node: _listed_everywhere(node) for node in nodes}
+    out = []
+    for arg in argv:
+        m = _CLASS_OVERRIDE.match(arg)
+        add = m is not None and m.group(2) in takes[m.group(1)] and m.group(2) not in listed[m.group(1)]
+        out.append(f"++{arg}" if add else arg)
+    return out
 
 
 def validate_command_line(argv: list[str]) -> CommandLine:

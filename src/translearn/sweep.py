@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import socket
 import sys
 import threading
@@ -199,7 +200,10 @@ def safe_name(name: str, limit: int = 200) -> str:
     override the launcher passes to the cell. Names over ``limit`` bytes end in a hash of the whole name.
     """
     out = []
-    for ch in str(name):
+    # ++trainer.gradient_clip_val=1 is how translearn passes a Trainer argument the presets lack
+    # (config.trainer_arguments_added): the cell is named by the key and value the user typed.
+    name = re.sub(r"(^|,)\+\+", r"\1", str(name))
+    for ch in name:
         if ch in "/\\'\"%" or ord(ch) < 32 or ch == "\x7f":
             out.append(f"%{ord(ch):02X}")
         else:

@@ -28,6 +28,7 @@ from translearn.callbacks import RunIdentity, Throughput
 from translearn.checkpoints import AtomicCheckpointIO
 from translearn.config import (
     check_in_process_strategy,
+    class_arguments_added,
     instantiate,
     one_line,
     register_resolvers,
@@ -420,6 +421,7 @@ def main() -> None:
     listed and the exit code is non-zero if any failed.
     """
     sweep.die_with_sweep()  # a cell of translearn's launcher ends with its sweep
+    sys.argv[1:] = class_arguments_added(sys.argv[1:])  # trainer.gradient_clip_val=1 needs no +
     try:
         info = validate_command_line(sys.argv[1:])
     except UserError as exc:

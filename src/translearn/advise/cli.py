@@ -271,6 +271,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     folder = None
     try:
+        from translearn.config import class_arguments_added
+
+        args = class_arguments_added(args)  # trainer.gradient_clip_val=1 needs no +, as in train
         request = validate(args, started)
         folder = request.folder
         tick = time.perf_counter()
