@@ -427,6 +427,10 @@ def test_cell_names_are_safe_for_any_value() -> None:
     # A Trainer argument the presets lack reaches Hydra as ++trainer.<arg>= (config.trainer_arguments_added)
     assert safe_name("++trainer.gradient_clip_val=1,seed=0") == "trainer.gradient_clip_val=1,seed=0"
     assert safe_name("seed=0,++trainer.gradient_clip_val=1") == "seed=0,trainer.gradient_clip_val=1"
+    from translearn.config import run_name  # the W&B run's name
+
+    assert run_name("++trainer.gradient_clip_val=1,seed=0") == "trainer.gradient_clip_val=1,seed=0"
+    assert run_name("") == "default"
     long = safe_name("k=" + "v" * 500)
     assert len(long.encode()) <= 200 and long != safe_name("k=" + "v" * 499)
 

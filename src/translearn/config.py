@@ -28,12 +28,18 @@ CONFIG_NAME = "train"
 MAX_VALIDATED_CELLS = 256
 
 
+def run_name(overrides: Any) -> str:
+    """A W&B run's name: its overrides as typed (``++``, how translearn passes a Trainer argument the
+    presets lack, left out), or ``default``."""
+    return re.sub(r"(^|,)\+\+", r"\1", str(overrides or "")) or "default"
+
+
 def register_resolvers() -> None:
     """Resolvers of names only, none that reads the disk: the dataset's shape reaches the model in code."""
     if not OmegaConf.has_resolver("translearn.wandb_offline"):
         OmegaConf.register_new_resolver("translearn.wandb_offline", wandb_offline)
     if not OmegaConf.has_resolver("translearn.run_name"):
-        OmegaConf.register_new_resolver("translearn.run_name", lambda overrides: overrides or "default")
+        OmegaConf.register_new_resolver("translearn.run_name", run_name)
     if not OmegaConf.has_resolver("translearn.safe_name"):  # cell folder names (conf/hydra/default.yaml)
         from translearn.sweep import safe_name
 
