@@ -324,6 +324,17 @@ def test_five_runs_with_one_seed_are_n_1_and_say_so(tmp_path: Path) -> None:
     assert any(n.startswith("Repeated seeds:") and "seed 0" in n and "n=1" in n for n in table.notes())
 
 
+def test_the_repeated_seed_note_counts_the_runs_that_share_each_seed(tmp_path: Path) -> None:
+    """Seeds 0, 0, 1, 2: it said "has 4 runs with seed 0" (the cell's run count, not seed 0's)."""
+    for name, seed, acc in (("a", 0, 0.5), ("b", 0, 0.7), ("c", 1, 0.8), ("d", 2, 0.9), ("e", 1, 0.6)):
+        run(tmp_path, name, seed=seed, best_val_acc=acc)
+    table = report.summarize(report.load_runs(tmp_path))
+    [stat] = cells(table).values()
+    assert (stat.runs, stat.n) == (5, 3) and stat.mean == pytest.approx((0.6 + 0.7 + 0.9) / 3)
+    [note] = [n for n in table.notes() if n.startswith("Repeated seeds:")]
+    assert "has 5 runs, 2 with seed 0 and 2 with seed 1, counted as n=3" in note, note
+
+
 def test_distinct_seeds_get_no_repeated_seed_note(tmp_path: Path) -> None:
     run(tmp_path, "a", seed=0)
     run(tmp_path, "b", seed=1)

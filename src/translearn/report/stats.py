@@ -49,13 +49,13 @@ class Stat:
         return len(self.per_seed())
 
     @property
-    def repeated(self) -> list[Any]:
-        """The seeds that more than one run used."""
+    def repeated(self) -> dict[Any, int]:
+        """The seeds that more than one run used, with how many runs used each."""
         seen: dict[Any, int] = {}
         for seed in self.seeds:
             if seed is not None:
                 seen[seed] = seen.get(seed, 0) + 1
-        return [s for s, count in seen.items() if count > 1]
+        return {s: count for s, count in seen.items() if count > 1}
 
     @property
     def mean(self) -> float | None:

@@ -452,10 +452,10 @@ def _grouping_notes(table: Table, runs: Sequence[dict[str, Any]], metric: str, r
     repeated = [(row, col, stat) for row in table.rows for col, stat in row.acc.items() if stat.runs > stat.n]
     if repeated:
         row, col, stat = repeated[0]
-        seeds = ", ".join(map(str, stat.repeated))
+        shared = " and ".join(f"{count} with seed {seed}" for seed, count in stat.repeated.items())
         more = f" ({len(repeated)} cells in all)" if len(repeated) > 1 else ""
         notes.append(
-            f"Repeated seeds: {row.label(table.key_names)} {col} has {stat.runs} runs with seed {seeds}, "
+            f"Repeated seeds: {row.label(table.key_names)} {col} has {stat.runs} runs, {shared}, "
             f"counted as n={stat.n}{more}: runs that share a seed are one sample, so they are averaged first."
         )
     if metric == "macro":
