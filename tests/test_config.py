@@ -328,3 +328,51 @@ def test_a_sweep_resume_without_its_folder_is_refused() -> None:
     """The default sweep folder is a new timestamp: sweep.resume=true alone trained every cell again."""
     with pytest.raises(UserError, match=r"sweep.resume=true needs the folder .* add hydra.sweep.dir=DIR"):
         validate_command_line(["-m", "debug=tiny", "strategy=finetune,freeze", "sweep.resume=true"])
+
+
+# --- paths on the command line ------------------------------------------------------------------------
+
+
+def test_path_overrides_expand_tilde_and_record_absolute_data_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hydra.run.dir='~/run' was created as ./~/run; dataset.root=data recorded as typed, so the report
+    averaged two folders called data as one dataset, and eval from elsewhere could not find it."""
+    from translearn.config import paths_expanded
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TRANSLEARN_OUTPUTS", "~/runs")
+    monkeypatch.chdir(tmp_path)
+    home, here = tmp_path / "home", tmp_path
+    given = [
+        "-m", "hydra.run.dir=~/a", "hydra.sweep.dir='~/b c'", "dataset.root=data", "+dataset.root=d/é x",
+        "model.weights=w.pth", "model.weights=imagenet", "dataset.root=/abs", "dataset.root=a,b", "seed=1",
+        "paths.cache_dir=~/cache", "ckpt_path=last",
+    ]  # fmt: skip
+    assert paths_expanded(given) == [
+        "-m", f"hydra.run.dir={home}/a", f"hydra.sweep.dir='{home}/b c'", f"dataset.root={here}/data",
+        f"+dataset.root='{here}/d/é x'", f"model.weights={here}/w.pth", "model.weights=imagenet",
+        "dataset.root=/abs", "dataset.root=a,b", "seed=1", f"paths.cache_dir={home}/cache", "ckpt_path=last",
+    ]  # fmt: skip
+    assert __import__("os").environ["TRANSLEARN_OUTPUTS"] == f"{home}/runs"
+
+
+@pytest.mark.cli
+def test_a_tilde_run_dir_is_under_home_and_a_second_run_there_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omegaconf import OmegaConf
+
+    import publishers
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    publishers.imagefolder(work / "data")
+    monkeypatch.setenv("HOME", str(home))
+    args = ["debug=tiny", "dataset=imagefolder", "dataset.root=data", "hydra.run.dir=~/myrun"]
+    first = run_cli(*args, cwd=work)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert (home / "myrun" / "metrics.json").is_file() and not (work / "~").exists()
+    recorded = OmegaConf.load(home / "myrun" / ".hydra" / "config.yaml").dataset.root
+    assert recorded == str(work / "data")
+    assert_user_error(run_cli(*args, "seed=2", cwd=work), "already holds a run")

@@ -659,6 +659,81 @@ def class_arguments_added(argv: list[str]) -> list[str]:
     return out
 
 
+# Path overrides whose ~ Hydra leaves as a literal folder (hydra.run.dir='~/run' wrote ./~/run).
+PATH_KEYS = (
+    "dataset.root", "paths.data_dir", "paths.cache_dir", "paths.log_dir", "hydra.run.dir",
+    "hydra.sweep.dir", "model.weights", "ckpt_path",
+)  # fmt: skip
+# Those recorded in a run's config and compared across runs (report, eval): made absolute, or two runs
+# from different folders with dataset.root=data were averaged as one dataset.
+ABSOLUTE_KEYS = ("dataset.root", "paths.data_dir", "paths.cache_dir", "model.weights")
+PATH_ENV = ("TRANSLEARN_DATA", "TRANSLEARN_CACHE", "TRANSLEARN_OUTPUTS")
+
+
+def paths_expanded(argv: list[str]) -> list[str]:
+    """Path overrides with ``~`` expanded, and the data, cache and weights paths made absolute.
+
+    Hydra creates ``hydra.run.dir='~/run'`` as ``./~/run``, and a run's recorded ``dataset.root=data``
+    means another folder from another working directory. Also expands a ``~`` in the TRANSLEARN_*
+    folders' environment variables (``TRANSLEARN_OUTPUTS='~/runs'`` wrote ``./~/runs``). A sweep over
+    paths, a value with an interpolation, or one that cannot be re-quoted is left as given.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for var in PATH_ENV:
+        if os.environ.get(var, "").startswith("~"):
+            os.environ[var] = os.path.expanduser(os.environ[var])
+    parser = OverridesParser.create()
+    out = []
+    for arg in argv:
+        out.append(arg)
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        try:
+            [override] = parser.parse_overrides([arg])
+        except Exception:
+            # dataset.root=~/data, dataset.root=/data/café: Hydra's lexer refuses ~, spaces and non-ASCII
+            # unquoted ("LexerNoViableAltException"). A path key's value is a string: quote it for Hydra.
+            raw_key, _, raw = arg.lstrip("+").partition("=")
+            quoted = _override_value(os.path.expanduser(raw))
+            if raw_key not in PATH_KEYS or raw[:1] in ("'", '"') or quoted is None:
+                continue  # validate_command_line reports a malformed override in its own words
+            arg = f"{arg[: len(arg) - len(arg.lstrip('+'))]}{raw_key}={quoted}"
+            try:
+                [override] = parser.parse_overrides([arg])
+            except Exception:
+                continue
+            out[-1] = arg
+        key, value = override.key_or_group, override.value()
+        if key not in PATH_KEYS or override.is_sweep_override() or not isinstance(value, str):
+            continue
+        if not value or "${" in value or value == "???":
+            continue
+        path = os.path.expanduser(value)
+        if key in ABSOLUTE_KEYS and not os.path.isabs(path):
+            from translearn.weights.catalog import looks_like_path
+
+            if key != "model.weights" or looks_like_path(path):
+                path = os.path.abspath(path)
+        quoted = _override_value(path)
+        if path != value and quoted is not None:
+            out[-1] = f"{arg[: len(arg) - len(arg.lstrip('+'))]}{key}={quoted}"
+    return out
+
+
+def _override_value(text: str) -> str | None:
+    """``text`` as a Hydra override value: bare where the grammar allows, else quoted; None if unsafe."""
+    if re.fullmatch(r"[A-Za-z0-9_./\-+]+", text):
+        return text
+    if "\\" in text or "$" in text:
+        return None
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    return None
+
+
 def validate_command_line(argv: list[str]) -> CommandLine:
     """Compose every cell of ``argv`` and run the cheap checks; raises UserError on the first problem."""
     from hydra._internal.utils import get_args_parser

@@ -31,6 +31,7 @@ from translearn.config import (
     class_arguments_added,
     instantiate,
     one_line,
+    paths_expanded,
     register_resolvers,
     validate_command_line,
 )
@@ -422,6 +423,7 @@ def main() -> None:
     """
     sweep.die_with_sweep()  # a cell of translearn's launcher ends with its sweep
     sys.argv[1:] = class_arguments_added(sys.argv[1:])  # trainer.gradient_clip_val=1 needs no +
+    sys.argv[1:] = paths_expanded(sys.argv[1:])  # hydra.run.dir='~/run', dataset.root=data
     try:
         info = validate_command_line(sys.argv[1:])
     except UserError as exc:
