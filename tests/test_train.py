@@ -278,3 +278,42 @@ def test_balanced_accuracy_is_the_mean_recall_of_the_classes_present(
     logits = torch.nn.functional.one_hot(torch.tensor(predicted), 4).float()
     metrics.update(logits, torch.tensor(targets))
     assert metrics.compute()["val/acc_macro"].item() == pytest.approx(expected)
+
+
+def test_one_live_run_per_run_folder(tmp_path: Path) -> None:
+    """Two runs started at once into one hydra.run.dir both exited 0 over one mixed folder (metrics of one
+    seed, overrides of the other). The second is refused while the first holds the folder."""
+    from translearn.errors import RunRefused
+    from translearn.rundir import RunLock
+
+    first, second = RunLock(tmp_path / "run"), RunLock(tmp_path / "run")
+    first.acquire()
+    with pytest.raises(RunRefused, match=r"another run \(pid \d+ on .*\) is training in .*run"):
+        second.acquire()
+    first.release()
+    assert not (tmp_path / "run" / RunLock.NAME).exists()
+    second.acquire()  # free again
+    second.release()
+
+
+@pytest.mark.cli
+def test_a_run_into_a_folder_another_run_holds_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    hold = (
+        "import sys, time; from pathlib import Path; from translearn.rundir import RunLock; "
+        "lock = RunLock(Path(sys.argv[1])); lock.acquire(); print('held', flush=True); time.sleep(120)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        proc = run_cli(*TINY, f"hydra.run.dir={tmp_path / 'run'}")
+        assert_user_error(proc, "another run (pid", "is training in", "choose another hydra.run.dir")
+        assert not (tmp_path / "run" / "metrics.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_cli(*TINY, f"hydra.run.dir={tmp_path / 'run'}").returncode == 0  # a killed holder frees it

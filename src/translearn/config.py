@@ -578,6 +578,8 @@ class CommandLine:
     resume: bool = False
     pinned_sweep_dir: bool = False  # the user gave hydra.sweep.dir
     resumes_a_run: bool = False  # one run, ckpt_path set, into a folder that holds a run
+    owns_run_dir: bool = False  # one run that writes its folder (not --cfg, a DDP rank, or a sweep's cell)
+    ckpt_path: str | None = None
     fixed_keys: tuple[str, ...] = ()  # -m: keys the command sets to one value (left out of cell names)
     excluded_keys: tuple[
         str, ...
@@ -810,6 +812,7 @@ def validate_command_line(argv: list[str]) -> CommandLine:
         launched = cfg.get("sweep", {}).get("cell") is not None
         if not args.multirun and not args.cfg and "LOCAL_RANK" not in os.environ and not launched:
             check_fresh_run_dir(output_dir, cfg.get("ckpt_path"))
+            info.owns_run_dir, info.ckpt_path = True, cfg.get("ckpt_path")
         if not args.multirun and cfg.get("ckpt_path"):
             info.resumes_a_run = (Path(output_dir).expanduser() / ".hydra").is_dir()
     if args.multirun and info.resume and not info.pinned_sweep_dir:

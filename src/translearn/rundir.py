@@ -265,6 +265,51 @@ RESUME_FREE_KEYS = (
 )
 
 
+class RunLock:
+    """One live run per run folder: a second run started into the same hydra.run.dir (a requeued or
+    duplicated job) trained into it at the same time, and both exited 0 over one mixed folder.
+
+    An ``flock`` on ``.translearn.lock`` in the folder: the kernel drops it when its process dies, so a
+    killed run leaves no lock to take over. The file says who holds it, for the refusal's words.
+    """
+
+    NAME = ".translearn.lock"
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / self.NAME
+        self._file: Any = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; the run-folder checks still refuse a finished run
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise RunRefused(
+                f"another run ({owner}) is training in {self.path.parent}; wait for it, or choose another "
+                "hydra.run.dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        when = time.strftime("%Y-%m-%d %H:%M:%S")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}, started {when}")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self.path.unlink(missing_ok=True)
+            self._file.close()  # closing drops the flock
+            self._file = None
+
+
 def run_identity(cfg: DictConfig) -> dict[str, Any]:
     """The settings that define a run's result, flattened (``dataset.color``: ``rgb``, ...)."""
     flat: dict[str, Any] = {"seed": cfg.get("seed")}

@@ -27,6 +27,7 @@ from translearn import features, sweep
 from translearn.callbacks import RunIdentity, Throughput
 from translearn.checkpoints import AtomicCheckpointIO
 from translearn.config import (
+    check_fresh_run_dir,
     check_in_process_strategy,
     class_arguments_added,
     instantiate,
@@ -39,7 +40,7 @@ from translearn.data.transforms import PREPROCESSING_KEYS
 from translearn.errors import RunRefused, UserError, exit_with
 from translearn.log import info_rank_zero, log, mute_lightning_noise
 from translearn.pretrain import resolve_weights
-from translearn.rundir import COMPLETE, CsvHistory, RunDir, run_identity
+from translearn.rundir import COMPLETE, CsvHistory, RunDir, RunLock, run_identity
 from translearn.storage import write_atomic
 from translearn.weights import parse_weights, preprocessing_for
 
@@ -431,7 +432,19 @@ def main() -> None:
     if not (info.multirun and info.output_dir):
         if info.resumes_a_run:
             _hydra_writes_no_record()  # run() rewrites .hydra once the resume is accepted
-        _hydra_main()
+        lock = RunLock(Path(info.output_dir or ".").expanduser())
+        if info.owns_run_dir:
+            try:
+                lock.acquire()
+                # Checked again under the lock: a run started at the same moment may have finished since.
+                check_fresh_run_dir(str(info.output_dir), info.ckpt_path)
+            except UserError as exc:
+                lock.release()
+                exit_with(str(exc))
+        try:
+            _hydra_main()
+        finally:
+            lock.release()
         return
     sweep_dir = Path(info.output_dir)
     lock = sweep.SweepLock(sweep_dir)
