@@ -317,3 +317,21 @@ def test_a_run_into_a_folder_another_run_holds_is_refused(tmp_path: Path) -> Non
         holder.kill()
         holder.wait()
     assert run_cli(*TINY, f"hydra.run.dir={tmp_path / 'run'}").returncode == 0  # a killed holder frees it
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does() -> None:
+    """Outside Lightning's fit (a feature-cache build, the test pass) SIGTERM killed the run with exit 143,
+    no word and the build's partial left behind; as Ctrl-C, it runs the same interruption path."""
+    import os
+    import signal
+
+    from translearn.train import _sigterm_interrupts
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        _sigterm_interrupts()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0.1)  # the handler runs on the next bytecode; this gives it one
+    finally:
+        signal.signal(signal.SIGTERM, before)

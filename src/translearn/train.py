@@ -415,6 +415,23 @@ def _hydra_writes_no_record() -> None:
         sys.argv.append("hydra.output_subdir=null")
 
 
+def _sigterm_interrupts() -> None:
+    """SIGTERM (plain ``kill``, a SLURM time limit or preemption) stops a run as Ctrl-C does.
+
+    Lightning answers SIGTERM during ``fit`` with its own handler (and this one is restored after it);
+    before and after, during a feature-cache build or the test pass, the default action killed the
+    process with exit 143, no word, no failure record and the build's partial left behind.
+    """
+    import signal
+    import threading
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main() -> None:
     """Console entry point (``translearn-train``): validate the command line in one line, then run Hydra.
 
@@ -423,6 +440,7 @@ def main() -> None:
     listed and the exit code is non-zero if any failed.
     """
     sweep.die_with_sweep()  # a cell of translearn's launcher ends with its sweep
+    _sigterm_interrupts()
     sys.argv[1:] = class_arguments_added(sys.argv[1:])  # trainer.gradient_clip_val=1 needs no +
     sys.argv[1:] = paths_expanded(sys.argv[1:])  # hydra.run.dir='~/run', dataset.root=data
     try:
