@@ -168,6 +168,9 @@ def test_unwritable_output_dir_is_a_user_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(UserError, match="cannot write the run directory"):
         validate_command_line([f"hydra.run.dir={blocker}/run"])
+    # A sweep's folder is named as such, with its key (it said "run directory ... hydra.run.dir").
+    with pytest.raises(UserError, match=r"cannot write the sweep folder .* pass hydra\.sweep\.dir=DIR"):
+        validate_command_line(["-m", "debug=tiny", f"hydra.sweep.dir={blocker}/sweep", "seed=0,1"])
     before = sorted(p.name for p in tmp_path.iterdir())
     validate_command_line([f"hydra.run.dir={tmp_path}/run"])  # the probe leaves nothing behind
     assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -499,14 +499,14 @@ def _key_of_some_options(error: str, overrides: list[str]) -> str | None:
     )
 
 
-def check_writable(directory: str) -> None:
+def check_writable(directory: str, what: str = "run directory", key: str = "hydra.run.dir") -> None:
     """The run directory, or its nearest existing parent, must be writable before Hydra creates it."""
     path = Path(directory).expanduser().absolute()
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is None or not existing.is_dir() or not _can_create_in(existing):
         raise UserError(
-            f"cannot write the run directory {path} ({existing} is not a writable folder); "
-            "pass hydra.run.dir=DIR (or paths.log_dir=DIR) somewhere you can write"
+            f"cannot write the {what} {path} ({existing} is not a writable folder); "
+            f"pass {key}=DIR (or paths.log_dir=DIR) somewhere you can write"
         )
 
 
@@ -807,7 +807,10 @@ def validate_command_line(argv: list[str]) -> CommandLine:
             raise UserError(message or one_line(exc)) from None
         finally:
             GlobalHydra.instance().clear()
-        check_writable(output_dir)
+        if args.multirun:
+            check_writable(output_dir, "sweep folder", "hydra.sweep.dir")
+        else:
+            check_writable(output_dir)
         # DDP ranks re-enter their run's folder, and translearn's launcher (sweep.cell) reruns its cells.
         launched = cfg.get("sweep", {}).get("cell") is not None
         if not args.multirun and not args.cfg and "LOCAL_RANK" not in os.environ and not launched:
