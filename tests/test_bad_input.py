@@ -115,6 +115,8 @@ COMMAND_LINE = [
     ),
     (["dataset=simpsons", "dataset.root=/no/such/simpsons"], ("simpsons: dataset.root", "does not exist")),
     (["dataset=imagefolder"], ("imagefolder: set dataset.root=DIR",)),
+    # An escaped \${ in a path: Hydra's instantiate resolved it again, a traceback after the checks passed.
+    (["dataset=imagefolder", "dataset.root=/data/dol\\${x}"], ("dataset.root=/data/dol${x} holds '${'",)),
     # A backbone that cannot take the size: its cell failed in its turn, after the cells before it trained.
     (["-m", "model.backbone=resnet18,vit_b_16"], ("vit_b_16 cannot run on 32x32 px images",)),
     (

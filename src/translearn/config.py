@@ -273,6 +273,13 @@ def check_values(cfg: DictConfig, data: bool = True) -> None:
             "in hydra.run.dir"
         )
     root = cfg.dataset.get("root")
+    for key in ("dataset.root", "model.weights"):
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, str) and "${" in value:  # escaped \${...}: instantiate resolves it again
+            raise UserError(
+                f"{key}={value} holds '${{', which Hydra reads as an interpolation however it is escaped; "
+                "link or rename the path without '${'"
+            )
     if root and Path(str(root)).expanduser().is_file():
         raise UserError(f"dataset.root={root} is a file, not a folder; pass the folder that holds the data")
     if data:
