@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import torch
 
 import publishers
 from translearn.data.imagefolder import ImageFolderDataModule
+from translearn.errors import UserError
 
 
 def module(root: Path, cache_dir: Path, cache: str, **kwargs) -> ImageFolderDataModule:
@@ -42,7 +45,9 @@ def test_decoded_tensors_are_bit_identical_to_decoding_each_time(tmp_path: Path,
                 assert y == y2 and torch.equal(x, x2), (split, key)
 
 
-def test_the_store_is_built_once_and_rebuilt_when_cut_short(tmp_path: Path) -> None:
+def test_the_store_is_built_once_and_rebuilt_when_cut_short(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     root = publishers.imagefolder(tmp_path / "data")
     cache = tmp_path / "cache"
     module(root, cache, "decoded")
@@ -55,13 +60,36 @@ def test_the_store_is_built_once_and_rebuilt_when_cut_short(tmp_path: Path) -> N
         stores
     )
     (stores[0] / "index.npy").write_bytes(b"\x93NUMPY")  # cut short
-    with pytest.warns(UserWarning, match="incomplete or corrupt; rebuilding"):
-        again = module(root, cache, "decoded")
+    capsys.readouterr()
+    again = module(root, cache, "decoded")
+    assert f"translearn: warning: decoded image cache {stores[0]} is incomplete or corrupt; rebuilding" in (
+        capsys.readouterr().err
+    )
     assert len(again.datasets["train"]) > 0
 
 
-def test_a_bad_cache_mode_is_one_line(tmp_path: Path) -> None:
-    from translearn.errors import UserError
+@pytest.mark.parametrize("errno_", [errno.ENOSPC, errno.EDQUOT])
+def test_a_full_disk_is_one_line_and_leaves_no_partial(tmp_path: Path, monkeypatch, errno_: int) -> None:
+    """The store's space is reserved before it is written: a full disk is one line naming the folder and the
+    size, not numpy's 'N requested and M written' traceback."""
 
+    def full(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno_, os.strerror(errno_))
+
+    root = publishers.imagefolder(tmp_path / "data")
+    cache = tmp_path / "cache"
+    module(root, cache, "none")  # the index first: its writes reserve nothing
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(UserError) as err:
+        module(root, cache, "decoded")
+    message = str(err.value)
+    assert message.startswith(f"cannot write the decoded image cache in {cache / 'decoded'}: ")
+    why = "the disk quota is exceeded" if errno_ == errno.EDQUOT else "no space left on the device"
+    assert f"{why} (needs ~" in message and "free space or set paths.cache_dir=DIR" in message
+    assert "\n" not in message
+    assert [p.name for p in (cache / "decoded").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_a_bad_cache_mode_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"dataset\.cache must be none or decoded"):
         ImageFolderDataModule(tmp_path, cache="jpeg")

@@ -326,3 +326,29 @@ def test_classes_without_validation_images_are_warned_about(tmp_path: Path, caps
     dm.prepare()
     err = capsys.readouterr().err
     assert "1 class(es) get no validation images under split=seed2017: zebra (1 images)" in err
+
+
+def test_a_full_disk_while_writing_the_index_is_one_line_and_leaves_nothing_half_written(
+    tree: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The disk fills during the index write: one line naming the folder and the fix, no temporary file."""
+    import errno
+    import io
+
+    from translearn import storage
+
+    class Full(io.FileIO):
+        """A file that takes half of what is written, then reports a full disk, as a full device does."""
+
+        def write(self, data: bytes) -> int:
+            super().write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage, "open", Full, raising=False)
+    dm = folder_module(tree, tmp_path)
+    with pytest.raises(UserError) as err:
+        dm.prepare()
+    message = str(err.value)
+    assert message.startswith(f"imagefolder: cannot write the dataset index in {dm.index_folder}: no space")
+    assert "free space or set paths.cache_dir=DIR" in message and "\n" not in message
+    assert not [p.name for p in dm.index_folder.iterdir() if "partial" in p.name or p.suffix != ".lock"]

@@ -178,7 +178,9 @@ def test_cache_true_where_it_is_not_exact_is_a_one_line_error(
 
 @pytest.mark.heavy
 @pytest.mark.slow
-def test_the_key_covers_the_transform_and_a_corrupt_cache_is_rebuilt(compose_cfg, tmp_path: Path) -> None:
+def test_the_key_covers_the_transform_and_a_corrupt_cache_is_rebuilt(
+    compose_cfg, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     cache_dir = tmp_path / "c"
     common = ["strategy=freeze", f"paths.cache_dir={cache_dir}"]
     first = run(compose_cfg(*common, run_dir=tmp_path / "1"))
@@ -192,11 +194,62 @@ def test_the_key_covers_the_transform_and_a_corrupt_cache_is_rebuilt(compose_cfg
 
     array = folder / "train-0.npy"
     array.write_bytes(array.read_bytes()[:200])  # cut short, as a killed job would leave it
-    with pytest.warns(UserWarning, match="incomplete or corrupt; rebuilding"):
-        again = run(compose_cfg(*common, run_dir=tmp_path / "5"))
+    capsys.readouterr()
+    again = run(compose_cfg(*common, run_dir=tmp_path / "5"))
+    assert f"translearn: warning: feature cache {folder} is incomplete or corrupt; rebuilding" in (
+        capsys.readouterr().err
+    )
     assert again["best_val_acc"] == first["best_val_acc"]
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["splits"]["train"]["shape"] == [150, 512]  # 150 target training images, ResNet18's 512
+
+
+def test_building_the_cache_leaves_every_module_in_the_mode_it_was_in(
+    compose_cfg, tmp_path: Path, monkeypatch
+) -> None:
+    """Frozen BatchNorm stays in eval mode after a fresh build (Lightning's summary counted it in train
+    mode), and the frozen tensors stay bit for bit."""
+    from translearn import features
+
+    seen: dict[str, Any] = {}
+    build = features.maybe_cache
+
+    def recorded(mode: str, module: Any, *args: Any) -> Any:
+        seen["before"] = {name: m.training for name, m in module.named_modules()}
+        state = {k: v.clone() for k, v in module.net.state_dict().items()}
+        out = build(mode, module, *args)
+        seen["after"] = {name: m.training for name, m in module.named_modules()}
+        seen["changed"] = [k for k, v in state.items() if not torch.equal(v, module.net.state_dict()[k])]
+        return out
+
+    monkeypatch.setattr(features, "maybe_cache", recorded)
+    cfg = compose_cfg("strategy=freeze", "strategy.cache_features=true", f"paths.cache_dir={tmp_path / 'c'}")
+    assert run(cfg)["feature_cache"] is True
+    assert not seen["before"]["net.model.bn1"] and seen["before"]["net.model.fc"]  # the plan's modes
+    assert seen["after"] == seen["before"]
+    assert seen["changed"] == []
+
+
+def test_a_full_disk_during_the_build_is_one_line_and_leaves_no_partial(
+    compose_cfg, tmp_path: Path, monkeypatch
+) -> None:
+    """The stored arrays' space is reserved before they are mapped: a full disk is ENOSPC there, not a
+    SIGBUS at the first write to a page the disk cannot back."""
+    import errno
+    import os
+
+    def full(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    cache = tmp_path / "c"
+    cfg = compose_cfg("strategy=freeze", "strategy.cache_features=true", f"paths.cache_dir={cache}")
+    with pytest.raises(UserError) as err:
+        run(cfg)
+    message = str(err.value)
+    assert message.startswith(f"cannot write the feature cache in {cache / 'features'}: no space left on the")
+    assert "(needs ~1 MB); free space or set paths.cache_dir=DIR" in message and "\n" not in message
+    assert [p.name for p in (cache / "features").iterdir() if not p.name.endswith(".lock")] == []
 
 
 @pytest.mark.heavy

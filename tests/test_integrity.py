@@ -452,3 +452,125 @@ def test_a_resume_with_fewer_epochs_than_trained_is_refused_and_changes_nothing(
     told = f"has already trained {done} epochs, more than trainer.max_epochs=1"
     assert_user_error(refused, told, f"resume with trainer.max_epochs={done} or more")
     assert files() == before and RunDir(out).status == INTERRUPTED and not (out / "failure.json").exists()
+
+
+# --- shared cache folders (translearn.storage.build_once) --------------------------------------------------
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped): nothing runs under it."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _write_meta(partial: Path) -> None:
+    (partial / "meta.json").write_text("{}")
+
+
+def test_a_killed_builds_partial_folder_is_removed_by_the_next_build_with_one_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """kill -9 or SIGTERM skips the builder's cleanup: the next builder, under the lock, removes the rest."""
+    from translearn.storage import build_once
+
+    folder, key = tmp_path / "features", "abc123"
+    names: list[str] = []
+    build_once(folder, "other", lambda t: (t / "meta.json").is_file(), lambda p: names.append(p.name), "x")
+    # This host's partial name for `key`, as the builder writes it, with another pid.
+    host = names[0][len(".other") : -len(".partial")].rpartition(".")[0]
+    dead = _dead_pid()
+    left = [
+        folder / f".{key}{host}.{dead}.partial",  # killed here: this host, pid gone
+        folder / f".{key}.{dead}.partial",  # the name before it carried the host: pid gone here
+    ]
+    kept = [
+        folder / f".{key}{host}.{os.getppid()}.partial",  # a live process
+        folder / f".{key}.otherhost.{dead}.partial",  # another host's: its pid is not judged from here
+    ]
+    for partial in left + kept:
+        partial.mkdir(parents=True, exist_ok=True)
+        (partial / "train-0.npy").write_bytes(b"half")
+    capsys.readouterr()
+    target = build_once(folder, key, lambda t: (t / "meta.json").is_file(), _write_meta, "feature cache")
+    assert (target / "meta.json").is_file()
+    assert not any(p.exists() for p in left) and all(p.exists() for p in kept)
+    err = capsys.readouterr().err
+    assert err.count("translearn: warning: an interrupted build of the feature cache was found") == 2, err
+    assert "Traceback" not in err
+
+
+def test_an_incomplete_folder_is_rebuilt_with_a_translearn_warning_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The rebuild says so as every translearn warning does, not as a Python UserWarning with a file:line."""
+    from translearn.storage import build_once
+
+    folder = tmp_path / "features"
+    (folder / "k1").mkdir(parents=True)  # no meta.json: cut short
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_once(folder, "k1", lambda t: (t / "meta.json").is_file(), _write_meta, "feature cache")
+    assert not [w for w in caught if "rebuilding" in str(w.message)]
+    err = capsys.readouterr().err
+    assert (
+        f"translearn: warning: feature cache {folder / 'k1'} is incomplete or corrupt; rebuilding it" in err
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(28, "No space left on device"),
+        OSError(122, "Disk quota exceeded"),
+        OSError("73926 requested and 24448 written"),  # numpy's short write: no errno
+    ],
+)
+def test_a_full_disk_during_a_build_is_one_line_and_leaves_no_partial(tmp_path: Path, error: OSError) -> None:
+    from translearn.storage import build_once
+
+    def build(partial: Path) -> None:
+        (partial / "pixels.npy").write_bytes(b"half")
+        raise error
+
+    folder = tmp_path / "decoded"
+    with pytest.raises(UserError) as err:
+        build_once(folder, "k1", lambda t: (t / "meta.json").is_file(), build, "decoded image cache")
+    message = str(err.value)
+    assert message.startswith(f"cannot write the decoded image cache in {folder}: ") and "\n" not in message
+    assert ("quota" if error.errno == 122 else "no space left on the device") in message
+    assert "free space or set paths.cache_dir=DIR" in message
+    assert sorted(p.name for p in folder.iterdir()) == [".k1.lock"]  # no partial, no target
+
+
+def test_reserving_a_memory_mapped_file_turns_a_full_disk_into_enospc(tmp_path: Path, monkeypatch) -> None:
+    """A page the disk cannot back is SIGBUS when written: the space is reserved before mapping instead.
+
+    Where the filesystem cannot reserve (EOPNOTSUPP), the free space is checked.
+    """
+    import errno
+
+    import numpy as np
+
+    from translearn import storage
+
+    reserved: list[int] = []
+    real = os.posix_fallocate
+    monkeypatch.setattr(os, "posix_fallocate", lambda fd, off, n: (reserved.append(n), real(fd, off, n)))
+    array = storage.open_npy(tmp_path / "a.npy", "float16", (3, 5))
+    array[:] = 1
+    array.flush()
+    assert reserved == [(tmp_path / "a.npy").stat().st_size] and reserved[0] >= 30
+    assert np.load(tmp_path / "a.npy").tolist() == [[1.0] * 5] * 3
+
+    def unsupported(fd: int, offset: int, size: int) -> None:
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported)
+    storage.save_npy(tmp_path / "b.npy", np.arange(4))  # falls back: enough room
+    assert np.load(tmp_path / "b.npy").tolist() == [0, 1, 2, 3]
+    full = os.statvfs_result((4096, 4096, 100, 0, 0, 100, 0, 0, 0, 255))
+    monkeypatch.setattr(os, "fstatvfs", lambda fd: full)
+    with pytest.raises(OSError) as err:
+        storage.open_npy(tmp_path / "c.npy", "float32", (1000,))
+    assert err.value.errno == errno.ENOSPC

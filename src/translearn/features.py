@@ -54,7 +54,7 @@ from torch.utils.data import DataLoader, Dataset
 from translearn.data.base import SPLITS, ImageDataModule, ImageFileDataset
 from translearn.data.images import DECODE_VERSION
 from translearn.errors import UserError
-from translearn.storage import build_once
+from translearn.storage import build_once, disk_full, no_space, open_npy, save_npy
 
 VERSION = 3  # 2: stored tensors are what the stage returned, before any later in-place op; 3: folded BN
 MODES = ("auto", "true", "false")
@@ -299,7 +299,11 @@ def build_cache(
     key = _fingerprint(net, k, datamodule, views, dtype)
 
     def build(partial: Path) -> None:
-        was_training = net.training
+        # Every module's own mode, not net.training alone: frozen BatchNorm is in eval mode while the rest
+        # trains, and a net.train() after the build would put it back in train mode (the model summary
+        # then counted every module in train mode).
+        modes = [(m, m.training) for m in net.modules()]
+        rows = sum(len(d) * (views if s == "train" else 1) for s, d in datamodule.datasets.items())
         own = torch.channels_last if _is_channels_last(net) else torch.contiguous_format
         # Inference in channels-last (NHWC) from 112 px up: ResNet18 on a CPU (oneDNN) ran 1.15x faster at
         # 112-160 px and 1.4x at 224 px, but 10% slower at 64 px (issue 8's measurements). Equal to the
@@ -312,11 +316,13 @@ def build_cache(
             meta: dict[str, Any] = {"key": key, "views": views, "dtype": dtype, "splits": {}}
             for split, dataset in datamodule.datasets.items():
                 meta["splits"][split] = _store_split(
-                    inference, k, datamodule, dataset, split, partial, views, dtype, device
+                    inference, k, datamodule, dataset, split, partial, views, dtype, device, rows
                 )
             (partial / "meta.json").write_text(json.dumps(meta, indent=1))  # last: marks the cache complete
         finally:
-            net.to("cpu", memory_format=own).train(was_training)
+            net.to("cpu", memory_format=own)
+            for module, mode in modes:
+                module.training = mode
 
     return build_once(folder, key, _readable, build, "feature cache")
 
@@ -378,8 +384,9 @@ def build_batch(batch_size: int, crop: int, device: torch.device) -> int:
 
 def _store_split(
     net: Any, k: int, datamodule: ImageDataModule, dataset: ImageFileDataset, split: str, partial: Path,
-    views: int, dtype: str, device: torch.device,
+    views: int, dtype: str, device: torch.device, rows: int,
 ) -> dict[str, Any]:  # fmt: skip
+    """Store one split's features (``rows``: the whole cache's, for the size a full disk is told)."""
     sources = (
         [_Views(dataset, datamodule.transform(train=False), v, views) for v in range(views)]
         if split == "train"
@@ -394,17 +401,18 @@ def _store_split(
             if logits is not None and row == 0 and v == 0:
                 _check_replay(net, k, feats, logits)
             if array is None:
-                array = np.lib.format.open_memmap(
-                    partial / f"{split}-{v}.npy",
-                    mode="w+",
-                    dtype=dtype,
-                    shape=(len(source), *feats.shape[1:]),
-                )
+                try:  # space reserved up front: a full disk is this error, not SIGBUS in a later write
+                    array = open_npy(partial / f"{split}-{v}.npy", dtype, (len(source), *feats.shape[1:]))
+                except OSError as exc:
+                    if not disk_full(exc):
+                        raise
+                    needs = rows * feats[0].numel() * np.dtype(dtype).itemsize
+                    raise no_space("feature cache", partial.parent, exc, needs) from None
             array[row : row + len(feats)] = feats.float().cpu().numpy().astype(dtype)
             row += len(feats)
         array.flush()
         shape = list(array.shape)
-    np.save(
+    save_npy(
         partial / f"{split}-labels.npy", np.array([label for _, label in dataset.samples], dtype=np.int64)
     )
     return {"shape": shape, "views": len(sources)}

@@ -27,7 +27,7 @@ from torchvision.transforms import InterpolationMode, v2
 
 from translearn.data.base import ImageFileDataset
 from translearn.data.images import DECODE_VERSION, load_rgb
-from translearn.storage import build_once
+from translearn.storage import build_once, disk_full, no_space, open_npy, save_npy
 
 VERSION = 1
 MODES = ("none", "decoded")
@@ -65,8 +65,17 @@ def build_store(samples: Sequence[tuple[str, int]], resize: int, interpolation: 
             index[i] = (offset, pixels.shape[0], pixels.shape[1])
             chunks.append(pixels.reshape(-1))
             offset += pixels.size
-        np.save(partial / "pixels.npy", np.concatenate(chunks) if chunks else np.zeros(0, np.uint8))
-        np.save(partial / "index.npy", index)
+        try:  # space reserved before writing: a full disk is one line naming the size, not a short write
+            store = open_npy(partial / "pixels.npy", np.uint8, (offset,))
+            if chunks:
+                np.concatenate(chunks, out=store)
+            store.flush()
+            del store
+            save_npy(partial / "index.npy", index)
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            raise no_space("decoded image cache", folder, exc, offset + index.nbytes) from None
         meta = {"count": len(samples), "resize": resize, "interpolation": interpolation, "bytes": offset}
         (partial / "meta.json").write_text(json.dumps(meta))  # last: marks the store complete
 

@@ -41,7 +41,7 @@ from translearn.data.splits import SPLIT_RULES, Entry, assign_splits, natural_ke
 from translearn.data.verify import verify_files
 from translearn.errors import UserError
 from translearn.log import log, warn_once
-from translearn.storage import write_atomic, write_json
+from translearn.storage import disk_full, no_space, write_atomic, write_json
 
 INDEX_VERSION = 1
 
@@ -352,8 +352,19 @@ class PreparedDataModule(ImageDataModule):
         return folder
 
     def prepare(self, reverify: bool = False) -> Prepared:
-        """Scan, verify (only what changed), split and write the index and report. Safe across processes."""
+        """Scan, verify (only what changed), split and write the index and report. Safe across processes.
+
+        A full disk is one line naming the folder; each file is written whole or not at all.
+        """
         folder = self._writable_index_folder()
+        try:
+            return self._prepare(folder, reverify)
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            raise UserError(f"{self.name}: {no_space('dataset index', folder, exc)}") from None
+
+    def _prepare(self, folder: Path, reverify: bool) -> Prepared:
         with FileLock(str(folder / "prepare.lock")):
             self._discovered = self.discover()  # the files may have changed since the last look
             selected = set(self.selected_classes)
