@@ -217,6 +217,17 @@ def test_imagefolder_with_its_own_train_val_test_folders(tmp_path: Path) -> None
     assert sizes(dm) == {"train": 15, "val": 7, "test": 7}  # 5+6+4; round(2.5)=2, 3, 2 each
 
 
+def test_imagefolder_classes_differing_only_in_case_get_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """cat/ and Cat/ were two classes without a word: one folder on macOS and Windows, a mistake here."""
+    root = publishers.imagefolder(tmp_path / "f", {"cat": 3, "Cat": 3, "dog": 3})
+    assert read_classes(ImageFolderDataModule, root, tmp_path) == ["Cat", "cat", "dog"]
+    err = capsys.readouterr().err
+    assert "differ only in case are separate classes: Cat and cat" in err, err
+    assert "dog" not in err.split("differ only in case")[1]
+
+
 def test_imagefolder_empty_class_folder_is_dropped_with_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

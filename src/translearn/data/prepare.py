@@ -53,6 +53,22 @@ def names_shown(names: list[str], limit: int = SHOWN) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 
+def _warn_case_twins(dataset: str, classes: list[str]) -> None:
+    """Classes whose names differ only in case (``cat`` and ``Cat``): two classes here, one folder on
+    macOS and Windows, and almost always one class split in two by mistake."""
+    groups: dict[str, list[str]] = {}
+    for name in classes:
+        groups.setdefault(name.casefold(), []).append(name)
+    twins = [names for names in groups.values() if len(names) > 1]
+    if twins:
+        shown = "; ".join(" and ".join(names) for names in twins[:3])
+        more = f" ({len(twins)} groups in all)" if len(twins) > 3 else ""
+        warn_once(
+            f"{dataset}: class folders that differ only in case are separate classes: {shown}{more}; "
+            "merge them if they are one class (they would be one folder on macOS and Windows)"
+        )
+
+
 # --- class selection --------------------------------------------------------------------------------
 
 
@@ -284,6 +300,7 @@ class PreparedDataModule(ImageDataModule):
         if isinstance(wanted, str):
             wanted = None if wanted == "all" else self.class_preset(wanted) or [wanted]
         classes = select_classes(self.name, self.root, counts, wanted, self.top_n, self.match_class)
+        _warn_case_twins(self.name, classes)
         return scan, classes
 
     def check_every_class_trains(self, scan: Scan, classes: list[str], folders: dict[str, str]) -> None:
