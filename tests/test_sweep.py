@@ -461,6 +461,26 @@ def test_a_sweep_whose_start_failed_before_any_cell_takes_the_corrected_command(
         check_identity(sweep, ["dataset.classes=all", "strategy=freeze,finetune"], resume=True)
 
 
+def test_a_sweep_started_before_paths_were_made_absolute_resumes_as_the_same_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """translearn now passes dataset.root=data as its absolute path and trainer.<arg> as ++: a sweep whose
+    sweep.json holds the command as typed must still resume (from the folder it was typed in)."""
+    import json
+
+    from translearn.config import class_arguments_added, paths_expanded
+    from translearn.sweep import check_identity
+
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    (sweep / "0_seed=0" / ".hydra").mkdir(parents=True)
+    typed = ["dataset=imagefolder", "dataset.root=data", "trainer.gradient_clip_val=1", "seed=0,1"]
+    (sweep / "sweep.json").write_text(json.dumps({"overrides": sorted(typed), "cells": 2}))
+    check_identity(sweep, paths_expanded(class_arguments_added(typed)), resume=True)
+    with pytest.raises(UserError, match="different command"):
+        check_identity(sweep, [*typed[:-1], "seed=0,1,2"], resume=True)
+
+
 def test_the_sweep_summary_tells_interrupted_cells_from_failed_ones(tmp_path: Path) -> None:
     """An interrupted cell (resumable) was listed under "failed"."""
     from translearn.sweep import report

@@ -324,9 +324,15 @@ def check_identity(sweep_dir: Path, overrides: Sequence[str], resume: bool, cell
     # that holds the folder is the one given now, so a corrected command can be resumed as itself.
     if record.is_file() and sweep_cells(sweep_dir):
         try:
-            stored = sorted(json.loads(record.read_text())["overrides"])
+            stored = json.loads(record.read_text())["overrides"]
         except (OSError, ValueError, KeyError, TypeError):
             stored = None  # unreadable: rewritten below
+        else:
+            from translearn.config import class_arguments_added, paths_expanded
+
+            # A sweep started before translearn wrote its commands this way (dataset.root=data made
+            # absolute, trainer.<arg> as ++) is still the same command.
+            stored = sorted(paths_expanded(class_arguments_added(list(stored))))
     if stored is not None and stored != command and resume:
         gone = " ".join(o for o in stored if o not in command)
         new = " ".join(o for o in command if o not in stored)
