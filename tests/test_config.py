@@ -355,7 +355,8 @@ def test_path_overrides_expand_tilde_and_record_absolute_data_paths(
     assert paths_expanded(given) == [
         "-m", f"hydra.run.dir={home}/a", f"hydra.sweep.dir='{home}/b c'", f"dataset.root={here}/data",
         f"+dataset.root='{here}/d/é x'", f"model.weights={here}/w.pth", "model.weights=imagenet",
-        "dataset.root=/abs", "dataset.root=a,b", "seed=1", f"paths.cache_dir={home}/cache", "ckpt_path=last",
+        "dataset.root=/abs", f"dataset.root={here}/a,{here}/b", "seed=1", f"paths.cache_dir={home}/cache",
+        "ckpt_path=last",
     ]  # fmt: skip
     assert __import__("os").environ["TRANSLEARN_OUTPUTS"] == f"{home}/runs"
 

@@ -685,7 +685,8 @@ def paths_expanded(argv: list[str]) -> list[str]:
     Hydra creates ``hydra.run.dir='~/run'`` as ``./~/run``, and a run's recorded ``dataset.root=data``
     means another folder from another working directory. Also expands a ``~`` in the TRANSLEARN_*
     folders' environment variables (``TRANSLEARN_OUTPUTS='~/runs'`` wrote ``./~/runs``). A sweep over
-    paths, a value with an interpolation, or one that cannot be re-quoted is left as given.
+    paths is rewritten value by value (``dataset.root=a,b``); other sweeps (``range``, ``glob``), a value
+    with an interpolation, or one that cannot be re-quoted is left as given.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -714,20 +715,39 @@ def paths_expanded(argv: list[str]) -> list[str]:
                 continue
             out[-1] = arg
         key, value = override.key_or_group, override.value()
-        if key not in PATH_KEYS or override.is_sweep_override() or not isinstance(value, str):
+        if key not in PATH_KEYS:
             continue
-        if not value or "${" in value or value == "???":
-            continue
-        path = os.path.expanduser(value)
-        if key in ABSOLUTE_KEYS and not os.path.isabs(path):
-            from translearn.weights.catalog import looks_like_path
+        from hydra.core.override_parser.types import ChoiceSweep, QuotedString
 
-            if key != "model.weights" or looks_like_path(path):
-                path = os.path.abspath(path)
+        if isinstance(value, ChoiceSweep) and not value.tags and not value.shuffle:  # dataset.root=a,b
+            items = [v.text if isinstance(v, QuotedString) else v for v in value.list]
+            if not all(isinstance(v, str) for v in items):
+                continue
+            paths = [_expanded_path(key, v) for v in items]
+            quoted = [_override_value(p) for p in paths]
+            if paths != items and all(q is not None for q in quoted):
+                out[-1] = f"{arg[: len(arg) - len(arg.lstrip('+'))]}{key}={','.join(map(str, quoted))}"
+            continue
+        if override.is_sweep_override() or not isinstance(value, str):
+            continue
+        path = _expanded_path(key, value)
         quoted = _override_value(path)
         if path != value and quoted is not None:
             out[-1] = f"{arg[: len(arg) - len(arg.lstrip('+'))]}{key}={quoted}"
     return out
+
+
+def _expanded_path(key: str, value: str) -> str:
+    """``value`` of the path override ``key`` with ``~`` expanded, made absolute where ABSOLUTE_KEYS says."""
+    if not value or "${" in value or value == "???":
+        return value
+    path = os.path.expanduser(value)
+    if key in ABSOLUTE_KEYS and not os.path.isabs(path):
+        from translearn.weights.catalog import looks_like_path
+
+        if key != "model.weights" or looks_like_path(path):
+            path = os.path.abspath(path)
+    return path
 
 
 def _override_value(text: str) -> str | None:
