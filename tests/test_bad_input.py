@@ -117,6 +117,11 @@ COMMAND_LINE = [
     (["dataset=imagefolder"], ("imagefolder: set dataset.root=DIR",)),
     # An escaped \${ in a path: Hydra's instantiate resolved it again, a traceback after the checks passed.
     (["dataset=imagefolder", "dataset.root=/data/dol\\${x}"], ("dataset.root=/data/dol${x} holds '${'",)),
+    # Unescaped: Hydra's "Interpolation key 'x' not found", with no key named and no way out.
+    (
+        ["dataset=imagefolder", "dataset.root=/data/dol${x}"],
+        ("dataset.root: Interpolation key 'x' not found", "must be linked or renamed"),
+    ),
     # A backbone that cannot take the size: its cell failed in its turn, after the cells before it trained.
     (["-m", "model.backbone=resnet18,vit_b_16"], ("vit_b_16 cannot run on 32x32 px images",)),
     (

@@ -272,6 +272,16 @@ def check_values(cfg: DictConfig, data: bool = True) -> None:
             f"ckpt_path={ckpt} does not exist; pass a checkpoint file, or ckpt_path=last to resume the run "
             "in hydra.run.dir"
         )
+    from omegaconf.errors import InterpolationKeyError
+
+    for key in PATH_KEYS:
+        try:
+            OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+        except InterpolationKeyError as exc:  # dataset.root=/data/run${1}: a path, not a config key
+            raise UserError(
+                f"{key}: {one_line(exc)}; '${{...}}' in a value refers to a config key: a path that holds "
+                "'${' must be linked or renamed without it"
+            ) from None
     root = cfg.dataset.get("root")
     for key in ("dataset.root", "model.weights"):
         value = OmegaConf.select(cfg, key)
