@@ -753,10 +753,12 @@ def _expanded_path(key: str, value: str) -> str:
         return value
     path = os.path.expanduser(value)
     if key in ABSOLUTE_KEYS and not os.path.isabs(path):
-        from translearn.weights.catalog import looks_like_path
+        if key == "model.weights":
+            from translearn.weights.catalog import looks_like_path
 
-        if key != "model.weights" or looks_like_path(path):
-            path = os.path.abspath(path)
+            if not looks_like_path(path):  # imagenet, none, embedded, IMAGENET1K_V2
+                return path
+        path = os.path.abspath(path)
     return path
 
 
