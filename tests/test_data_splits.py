@@ -95,6 +95,29 @@ def test_random_split_of_one_class_ignores_the_others() -> None:
     assert [e for e in together["val"] if e.cls == "a"] == alone["val"]
 
 
+@pytest.mark.parametrize("change", ["add", "remove", "add to every class"])
+def test_random_split_stays_put_when_a_file_is_added_or_removed(change: str) -> None:
+    """One file added to a class of 500 moved 58 of them between train and val (the shuffle's permutation
+    depends on n); eval of an earlier run then scored images it had trained on. Now at most the files at
+    the split boundaries move, and no training image enters val unless val grows."""
+
+    def where(data: list[Entry]) -> dict[str, str]:
+        out = assign_splits(data, "random", val_fraction=0.2, test_fraction=0.1, seed=0)
+        return {e.rel: split for split, members in out.items() for e in members}
+
+    data = entries({"a": 500, "b": 300})
+    before = where(data)
+    if change == "add":
+        after = where([*data, Entry("a/new_photo.jpg", "a")])
+    elif change == "remove":
+        after = where([e for e in data if e.rel != data[7].rel])
+    else:
+        after = where([*data, Entry("a/new.jpg", "a"), Entry("b/new.jpg", "b")])
+    moved = [rel for rel in before if rel in after and before[rel] != after[rel]]
+    assert len(moved) <= 2 * (2 if change == "add to every class" else 1), moved
+    assert sum(before[r] == "train" and after[r] == "val" for r in moved) <= 1
+
+
 def test_fixed_splits_are_kept_under_every_rule() -> None:
     data = [*entries({"a": 5, "b": 5}), Entry("test/a_1.jpg", "a", "test")]
     for rule in ("seed2017", "random"):

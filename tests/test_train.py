@@ -335,3 +335,34 @@ def test_sigterm_stops_a_run_as_ctrl_c_does() -> None:
             signal.sigtimedwait([], 0.1)  # the handler runs on the next bytecode; this gives it one
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.cli
+def test_changed_data_refuses_a_resume_and_warns_an_eval(tmp_path: Path) -> None:
+    """A file added to an image folder re-split its class: a resume went on with another val set (its
+    best_val_acc a maximum over two, the second holding training images) and eval scored the new one as
+    the run's own, without a word. The run's checkpoints and metrics.json record the index's digest."""
+    import shutil
+    import subprocess
+    import sys
+
+    import publishers
+
+    data = publishers.imagefolder(tmp_path / "data", {"a": 12, "b": 12})
+    run_dir = tmp_path / "run"
+    args = [*TINY, "dataset=imagefolder", f"dataset.root={data}", f"hydra.run.dir={run_dir}"]
+    assert run_cli(*args).returncode == 0
+    recorded = json.loads((run_dir / "metrics.json").read_text())["index_digest"]
+    assert (
+        recorded
+        and torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["translearn_index"]
+        == recorded
+    )
+    shutil.copy(data / "a" / "img_0.jpg", data / "b" / "extra.jpg")
+    refused = run_cli(*args, "ckpt_path=last", "trainer.max_epochs=2")
+    assert_user_error(refused, "the data changed since", f"dataset index {recorded} then")
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "translearn.eval", str(run_dir)], capture_output=True, text=True, timeout=300
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert "the data changed since the run trained" in evaluated.stderr, evaluated.stderr[-2000:]

@@ -177,11 +177,16 @@ class RunIdentity(pl.Callback):
 
     KEY = "translearn_identity"
 
-    def __init__(self, identity: dict) -> None:
+    def __init__(self, identity: dict, index: str | None = None) -> None:
         self.identity = identity
+        self.index = index  # the dataset index's digest: resuming on changed files is refused
 
     def on_save_checkpoint(self, trainer: pl.Trainer, module: pl.LightningModule, checkpoint: dict) -> None:
+        from translearn.rundir import INDEX_KEY
+
         checkpoint[self.KEY] = self.identity
+        if self.index:
+            checkpoint[INDEX_KEY] = self.index
 
 
 class ParamCounts(pl.Callback):

@@ -208,6 +208,29 @@ def out_folder(run_dir: Path, split: str, overrides: Sequence[str]) -> Path:
     return run_dir / "eval" / f"{split}-{digest}"
 
 
+def _warn_changed_data(
+    run_dir: Path, checkpoint: Path, data: Any, overrides: Sequence[str], split: str
+) -> None:
+    """Files added, removed or changed since training re-split the data (``split=random`` moves files of
+    the classes that changed): the run's val split is then another, and may hold images it trained on."""
+    from translearn.rundir import INDEX_KEY, peek
+
+    if split == "all" or any(o.split("=", 1)[0].lstrip("+") == "dataset.root" for o in overrides):
+        return  # other data on purpose, or every image whatever its split
+    trained = (peek(checkpoint)[0] or {}).get(INDEX_KEY) or (RunDir(run_dir).metrics() or {}).get(
+        "index_digest"
+    )
+    if not trained or not hasattr(data, "digest"):
+        return  # a run from before the digest was recorded, or drawn data
+    data.index  # noqa: B018 (loads the index, which sets the digest)
+    if data.digest and data.digest != trained:
+        log.warning(
+            f"the data changed since the run trained (dataset index {trained} then, {data.digest} now: files "
+            f"added, removed or changed): this {split} split is not the one the run was scored on, and may "
+            "hold images it trained on"
+        )
+
+
 def evaluate(
     run_dir: Path, overrides: Sequence[str], split: str = "val", accelerator: str = "cpu"
 ) -> dict[str, Any]:
@@ -221,6 +244,7 @@ def evaluate(
         )
     trained = load_trained(run_dir)
     data, trainer_args = build_data(run_dir, overrides, trained)
+    _warn_changed_data(run_dir, trained.checkpoint, data, overrides, split)
     if split == "all":  # every image the folder holds, whatever split it was given to
         every = [s for name in ("train", "val", "test") for s in data.index.samples.get(name, [])]
         data.index.samples.clear()

@@ -31,6 +31,7 @@ from translearn.errors import RunRefused
 from translearn.storage import write_atomic, write_json
 
 COMPLETE, FAILED, INTERRUPTED, PENDING = "complete", "failed", "interrupted", "pending"
+INDEX_KEY = "translearn_index"  # a checkpoint's dataset-index digest (callbacks.RunIdentity)
 
 
 def peek(path: Path) -> tuple[dict[str, Any] | None, str | None]:
@@ -161,6 +162,20 @@ class RunDir:
     def check_same_run(self, checkpoint: Path, identity: dict[str, Any]) -> None:
         """Resuming with other settings than the run's own is a one-line error that names them."""
         _check_same_run(self, checkpoint, identity)
+
+    def check_same_data(self, checkpoint: Path, index: str | None) -> None:
+        """Resuming on other data than the run trained on is a one-line error (``callbacks.RunIdentity``
+        stores the dataset index's digest): a file added to a class moved others between train and val,
+        and ``best_val_acc`` became a maximum over two validation sets, with training images in the second.
+        """
+        stored = (peek(checkpoint)[0] or {}).get(INDEX_KEY)
+        if not stored or not index or stored == index:
+            return  # a checkpoint from before the digest was stored, or data without an index
+        raise RunRefused(
+            f"the data changed since {checkpoint} was saved (dataset index {stored} then, {index} now: files "
+            "added, removed or changed, so the splits differ); restore the files to resume, or start a new "
+            "run in another hydra.run.dir"
+        )
 
     @staticmethod
     def epochs_trained(checkpoint: Path) -> int | None:

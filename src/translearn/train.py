@@ -67,11 +67,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path:  # before anything is written: a refused resume leaves the run as it was
         folder.check_same_run(Path(ckpt_path), identity)
         folder.check_epochs_left(Path(ckpt_path), cfg.trainer.get("max_epochs"))
-        _log_to_run_file()  # accepted: from here the run's log file records it
-    if _first_process():  # DDP ranks started later by Lightning run this again
-        if ckpt_path:
-            _record_config(cfg, out)
-        folder.clear_failure()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     choice = parse_weights(
         cfg.model.get("library", "torchvision"), cfg.model.backbone, str(cfg.model.weights)
@@ -79,10 +74,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # The weights decide the preprocessing; dataset.* keys the user set win (see conf/dataset/*.yaml).
     given = all(cfg.dataset.get(k) is not None for k in PREPROCESSING_KEYS)
     datamodule = instantiate(cfg.dataset, _partial_=True)(preprocessing=preprocessing_for(choice, given))
+    index = None
     if int(os.environ.get("LOCAL_RANK", "0")) == 0:
         # Lightning's once-per-node hook, run before the model exists because the model's shape comes from
         # the data; DDP starts the other ranks later, from trainer.fit, and they read the index it wrote.
         datamodule.prepare_data()
+        index = _index_digest(datamodule)
+    if ckpt_path:  # the data too, before anything of the run is written
+        folder.check_same_data(Path(ckpt_path), index)
+        _log_to_run_file()  # accepted: from here the run's log file records it
+    if _first_process():  # DDP ranks started later by Lightning run this again
+        if ckpt_path:
+            _record_config(cfg, out)
+        folder.clear_failure()
     info_rank_zero(f"preprocessing {datamodule.preprocessing.describe()}")
     policy = instantiate(cfg.strategy)
     # The data decides the head and the first conv: read from the index, never typed in a config.
@@ -95,7 +99,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     if not (cfg.get("logger") or {}):  # Lightning refuses an LR monitor with nowhere to log
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    callbacks.append(RunIdentity(identity))
+    callbacks.append(RunIdentity(identity, index))
     resumed_from = Path(ckpt_path) if ckpt_path else None
     loggers = [_make_logger(c, folder, resumed_from) for c in (cfg.get("logger") or {}).values() if c]
     csv_history = CsvHistory.before_resume(loggers, resumed_from)
@@ -173,6 +177,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "frozen_params": total - trainable, "total_params": total, "num_classes": datamodule.num_classes,
             "class_names": datamodule.class_names, "stage_names": [s.name for s in model.net.stages],
             "split_sizes": {split: datamodule.index.count(split) for split in ("train", "val", "test")},
+            "index_digest": index,
             "best_checkpoint": getattr(checkpoint, "best_model_path", None) or None,
             "world_size": trainer.world_size, "replicas_in_sync": in_sync,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
@@ -194,6 +199,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return metrics
     finally:
         _finish_wandb()
+
+
+def _index_digest(datamodule: Any) -> str | None:
+    """The dataset index's digest (which file is in which split): a prepared dataset's, else None (the
+    drawn ``shapes`` data has no files to change)."""
+    if not hasattr(datamodule, "digest"):
+        return None
+    datamodule.index  # noqa: B018 (loads the index, which sets the digest)
+    return datamodule.digest or None
 
 
 def _normalize(datamodule: Any) -> dict[str, list[float]]:
