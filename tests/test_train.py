@@ -366,3 +366,13 @@ def test_changed_data_refuses_a_resume_and_warns_an_eval(tmp_path: Path) -> None
     )
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert "the data changed since the run trained" in evaluated.stderr, evaluated.stderr[-2000:]
+    # A checkpoint saved before the digest was kept: split=random places files otherwise since, so the
+    # resume goes on, saying that its epochs validate on another split.
+    (data / "b" / "extra.jpg").unlink()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    state = torch.load(last, weights_only=False)
+    del state["translearn_index"]
+    torch.save(state, last)
+    resumed = run_cli(*args, "ckpt_path=last", "trainer.max_epochs=2")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "saved before translearn recorded which file is in which split" in resumed.stderr

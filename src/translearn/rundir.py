@@ -163,12 +163,18 @@ class RunDir:
         """Resuming with other settings than the run's own is a one-line error that names them."""
         _check_same_run(self, checkpoint, identity)
 
+    @staticmethod
+    def stored_index(checkpoint: Path) -> str | None:
+        """The dataset index's digest the checkpoint was trained on; None for one saved before it was kept."""
+        found = (peek(checkpoint)[0] or {}).get(INDEX_KEY)
+        return found if isinstance(found, str) and found else None
+
     def check_same_data(self, checkpoint: Path, index: str | None) -> None:
         """Resuming on other data than the run trained on is a one-line error (``callbacks.RunIdentity``
         stores the dataset index's digest): a file added to a class moved others between train and val,
         and ``best_val_acc`` became a maximum over two validation sets, with training images in the second.
         """
-        stored = (peek(checkpoint)[0] or {}).get(INDEX_KEY)
+        stored = self.stored_index(checkpoint)
         if not stored or not index or stored == index:
             return  # a checkpoint from before the digest was stored, or data without an index
         raise RunRefused(

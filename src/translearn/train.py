@@ -83,6 +83,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if ckpt_path:  # the data too, before anything of the run is written
         folder.check_same_data(Path(ckpt_path), index)
         _log_to_run_file()  # accepted: from here the run's log file records it
+        random_split = "random" in str(getattr(datamodule, "split_name", lambda: "")())
+        if index and random_split and folder.stored_index(Path(ckpt_path)) is None:
+            log.warning(
+                f"{ckpt_path} was saved before translearn recorded which file is in which split, and "
+                "split=random places files differently since (by a hash of each file, not a shuffle): the "
+                "resumed epochs validate on another split than the earlier ones; start a new run for "
+                "comparable numbers"
+            )
     if _first_process():  # DDP ranks started later by Lightning run this again
         if ckpt_path:
             _record_config(cfg, out)
