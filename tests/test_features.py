@@ -76,6 +76,12 @@ def test_auto_caches_exactly_where_it_is_exact_and_says_so(compose_cfg, tmp_path
     assert (
         "feature cache on: the head's input stored once, training images seen through the eval" in caplog.text
     )
+    # Said when the build starts, not only after it (at 224 px, 30k images were minutes of silence).
+    started = caplog.text.index("building the feature cache once: ")
+    assert started < caplog.text.index("feature cache on:")
+    caplog.clear()
+    run(compose_cfg("strategy=freeze", cache, run_dir=tmp_path / "again"))
+    assert "building the feature cache" not in caplog.text  # built: only read
     for overrides in (
         ["strategy=finetune"],
         ["strategy=freeze", "strategy.bn=train"],

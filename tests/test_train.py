@@ -352,7 +352,9 @@ def test_changed_data_refuses_a_resume_and_warns_an_eval(tmp_path: Path) -> None
     run_dir = tmp_path / "run"
     args = [*TINY, "dataset=imagefolder", f"dataset.root={data}", f"hydra.run.dir={run_dir}"]
     assert run_cli(*args).returncode == 0
-    recorded = json.loads((run_dir / "metrics.json").read_text())["index_digest"]
+    written = json.loads((run_dir / "metrics.json").read_text())
+    recorded = written["index_digest"]
+    assert written["num_workers"] == 0  # debug=tiny's, recorded as resolved (auto is resolved too)
     assert (
         recorded
         and torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["translearn_index"]
