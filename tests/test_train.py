@@ -378,3 +378,24 @@ def test_changed_data_refuses_a_resume_and_warns_an_eval(tmp_path: Path) -> None
     resumed = run_cli(*args, "ckpt_path=last", "trainer.max_epochs=2")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "saved before translearn recorded which file is in which split" in resumed.stderr
+
+
+@pytest.mark.parametrize(("procid", "locks"), [("0", True), ("1", False)])
+def test_only_rank_0_of_an_srun_job_takes_the_run_folder(
+    procid: str, locks: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """srun starts every task of a DDP run with the same command (SLURM_PROCID 1.. and no LOCAL_RANK
+    yet): a task of rank 1 ran into rank 0's lock, 'another run is training', and the job broke."""
+    import sys
+
+    from translearn import train
+    from translearn.rundir import RunLock
+
+    taken = []
+    monkeypatch.setenv("SLURM_PROCID", procid)
+    monkeypatch.setattr(RunLock, "acquire", lambda self: taken.append(self.path))
+    monkeypatch.setattr(train, "_hydra_main", lambda: None)
+    monkeypatch.setattr(train, "_sigterm_interrupts", lambda: None)  # not in pytest's own process
+    monkeypatch.setattr(sys, "argv", ["translearn.train", *TINY, f"hydra.run.dir={tmp_path / 'run'}"])
+    train.main()
+    assert bool(taken) == locks, taken

@@ -478,7 +478,9 @@ def main() -> None:
         if info.resumes_a_run:
             _hydra_writes_no_record()  # run() rewrites .hydra once the resume is accepted
         lock = RunLock(Path(info.output_dir or ".").expanduser())
-        if info.owns_run_dir:
+        # Rank 0 only: srun starts every task of a DDP run with the same command (SLURM_PROCID 1.. and
+        # no LOCAL_RANK yet), and those ranks share the folder by design.
+        if info.owns_run_dir and _first_process():
             try:
                 lock.acquire()
                 # Checked again under the lock: a run started at the same moment may have finished since.
