@@ -143,6 +143,9 @@ def test_a_resume_a_ddp_rank_and_a_launchers_cell_still_enter_a_used_folder(
     validate_command_line(["debug=tiny", out, '++sweep.cell="0_seed=0"'])
     monkeypatch.setenv("LOCAL_RANK", "1")
     validate_command_line(["debug=tiny", out])
+    monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.setenv("SLURM_PROCID", "1")  # an srun task of rank 1: started with no LOCAL_RANK
+    validate_command_line(["debug=tiny", out])
 
 
 @pytest.mark.cli

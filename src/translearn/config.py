@@ -28,6 +28,11 @@ CONFIG_NAME = "train"
 MAX_VALIDATED_CELLS = 256
 
 
+def first_process() -> bool:
+    """Rank 0 of a DDP job (torchrun, srun, Lightning's launcher, any node), or the only process."""
+    return all(os.environ.get(v, "0") == "0" for v in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
 def run_name(overrides: Any) -> str:
     """A W&B run's name: its overrides as typed (``++``, how translearn passes a Trainer argument the
     presets lack, left out), or ``default``."""
@@ -850,9 +855,10 @@ def validate_command_line(argv: list[str]) -> CommandLine:
             check_writable(output_dir, "sweep folder", "hydra.sweep.dir")
         else:
             check_writable(output_dir)
-        # DDP ranks re-enter their run's folder, and translearn's launcher (sweep.cell) reruns its cells.
+        # DDP ranks re-enter their run's folder (Lightning's, torchrun's and srun's: all but rank 0 skip
+        # this), and translearn's launcher (sweep.cell) reruns its cells.
         launched = cfg.get("sweep", {}).get("cell") is not None
-        if not args.multirun and not args.cfg and "LOCAL_RANK" not in os.environ and not launched:
+        if not args.multirun and not args.cfg and first_process() and not launched:
             check_fresh_run_dir(output_dir, cfg.get("ckpt_path"))
             info.owns_run_dir, info.ckpt_path = True, cfg.get("ckpt_path")
         if not args.multirun and cfg.get("ckpt_path"):

@@ -30,6 +30,7 @@ from translearn.config import (
     check_fresh_run_dir,
     check_in_process_strategy,
     class_arguments_added,
+    first_process,
     instantiate,
     one_line,
     paths_expanded,
@@ -91,7 +92,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 "resumed epochs validate on another split than the earlier ones; start a new run for "
                 "comparable numbers"
             )
-    if _first_process():  # DDP ranks started later by Lightning run this again
+    if first_process():  # DDP ranks started later by Lightning run this again
         if ckpt_path:
             _record_config(cfg, out)
         folder.clear_failure()
@@ -381,7 +382,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     except RunRefused as exc:
         exit_with(str(exc))
     except KeyboardInterrupt:
-        if _first_process() and cfg.get("sweep", {}).get("cell") is None:  # a sweep's cell: the sweep says
+        if first_process() and cfg.get("sweep", {}).get("cell") is None:  # a sweep's cell: the sweep says
             hint = (
                 f"resume with the same command plus ckpt_path=last hydra.run.dir={folder.path}"
                 if folder.checkpoint_files()
@@ -398,13 +399,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return sweep.objective(metrics, cfg.get("optimized_metric"))
 
 
-def _first_process() -> bool:
-    """Rank 0 of a DDP job (torchrun, SLURM, Lightning's launcher), or the only process."""
-    return all(os.environ.get(v, "0") == "0" for v in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
-
-
 def _record_failure(folder: RunDir, reason: str) -> None:
-    if _first_process() and folder.path.is_dir():
+    if first_process() and folder.path.is_dir():
         folder.record_failure(reason)
 
 
@@ -478,9 +474,7 @@ def main() -> None:
         if info.resumes_a_run:
             _hydra_writes_no_record()  # run() rewrites .hydra once the resume is accepted
         lock = RunLock(Path(info.output_dir or ".").expanduser())
-        # Rank 0 only: srun starts every task of a DDP run with the same command (SLURM_PROCID 1.. and
-        # no LOCAL_RANK yet), and those ranks share the folder by design.
-        if info.owns_run_dir and _first_process():
+        if info.owns_run_dir:  # rank 0 only: srun starts every task of a DDP run with the same command
             try:
                 lock.acquire()
                 # Checked again under the lock: a run started at the same moment may have finished since.
