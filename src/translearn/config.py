@@ -34,9 +34,10 @@ def first_process() -> bool:
 
 
 def run_name(overrides: Any) -> str:
-    """A W&B run's name: its overrides as typed (``++``, how translearn passes a Trainer argument the
-    presets lack, left out), or ``default``."""
-    return re.sub(r"(^|,)\+\+", r"\1", str(overrides or "")) or "default"
+    """A W&B run's name: its overrides as typed, or ``default``."""
+    from translearn.sweep import typed_overrides
+
+    return typed_overrides(str(overrides or "")) or "default"
 
 
 def register_resolvers() -> None:
@@ -281,20 +282,19 @@ def check_values(cfg: DictConfig, data: bool = True) -> None:
 
     for key in PATH_KEYS:
         try:
-            OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+            value = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
         except InterpolationKeyError as exc:  # dataset.root=/data/run${1}: a path, not a config key
             raise UserError(
                 f"{key}: {one_line(exc)}; '${{...}}' in a value refers to a config key: a path that holds "
                 "'${' must be linked or renamed without it"
             ) from None
-    root = cfg.dataset.get("root")
-    for key in ("dataset.root", "model.weights"):
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, str) and "${" in value:  # escaped \${...}: instantiate resolves it again
+        if key in ("dataset.root", "model.weights") and isinstance(value, str) and "${" in value:
+            # Escaped \${...}: resolved here to a literal, and resolved again by Hydra's instantiate.
             raise UserError(
                 f"{key}={value} holds '${{', which Hydra reads as an interpolation however it is escaped; "
                 "link or rename the path without '${'"
             )
+    root = cfg.dataset.get("root")
     if root and Path(str(root)).expanduser().is_file():
         raise UserError(f"dataset.root={root} is a file, not a folder; pass the folder that holds the data")
     if data:
@@ -723,7 +723,7 @@ def paths_expanded(argv: list[str]) -> list[str]:
             quoted = _override_value(os.path.expanduser(raw))
             if raw_key not in PATH_KEYS or raw[:1] in ("'", '"') or quoted is None:
                 continue  # validate_command_line reports a malformed override in its own words
-            arg = f"{arg[: len(arg) - len(arg.lstrip('+'))]}{raw_key}={quoted}"
+            arg = f"{_plus(arg)}{raw_key}={quoted}"
             try:
                 [override] = parser.parse_overrides([arg])
             except Exception:
@@ -741,15 +741,20 @@ def paths_expanded(argv: list[str]) -> list[str]:
             paths = [_expanded_path(key, v) for v in items]
             quoted = [_override_value(p) for p in paths]
             if paths != items and all(q is not None for q in quoted):
-                out[-1] = f"{arg[: len(arg) - len(arg.lstrip('+'))]}{key}={','.join(map(str, quoted))}"
+                out[-1] = f"{_plus(arg)}{key}={','.join(map(str, quoted))}"
             continue
         if override.is_sweep_override() or not isinstance(value, str):
             continue
         path = _expanded_path(key, value)
         quoted = _override_value(path)
         if path != value and quoted is not None:
-            out[-1] = f"{arg[: len(arg) - len(arg.lstrip('+'))]}{key}={quoted}"
+            out[-1] = f"{_plus(arg)}{key}={quoted}"
     return out
+
+
+def _plus(arg: str) -> str:
+    """An override's ``+``/``++`` prefix."""
+    return arg[: len(arg) - len(arg.lstrip("+"))]
 
 
 def _expanded_path(key: str, value: str) -> str:
@@ -778,6 +783,12 @@ def _override_value(text: str) -> str | None:
     if '"' not in text:
         return f'"{text}"'
     return None
+
+
+def command_line(argv: list[str]) -> list[str]:
+    """The command as Hydra gets it (train, advise, and a resumed sweep's record alike): any Trainer,
+    optimizer or scheduler argument as ``++`` where a preset may lack it, paths expanded."""
+    return paths_expanded(class_arguments_added(argv))
 
 
 def validate_command_line(argv: list[str]) -> CommandLine:

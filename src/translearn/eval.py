@@ -213,19 +213,13 @@ def _warn_changed_data(
 ) -> None:
     """Files added, removed or changed since training re-split the data (``split=random`` moves files of
     the classes that changed): the run's val split is then another, and may hold images it trained on."""
-    from translearn.rundir import INDEX_KEY, peek
-
     if split == "all" or any(o.split("=", 1)[0].lstrip("+") == "dataset.root" for o in overrides):
         return  # other data on purpose, or every image whatever its split
-    trained = (peek(checkpoint)[0] or {}).get(INDEX_KEY) or (RunDir(run_dir).metrics() or {}).get(
-        "index_digest"
-    )
-    if not trained or not hasattr(data, "digest"):
-        return  # a run from before the digest was recorded, or drawn data
-    data.index  # noqa: B018 (loads the index, which sets the digest)
-    if data.digest and data.digest != trained:
+    trained = RunDir.stored_index(checkpoint) or (RunDir(run_dir).metrics() or {}).get("index_digest")
+    now = data.index_digest
+    if trained and now and now != trained:  # none recorded: a run from before the digest was kept
         log.warning(
-            f"the data changed since the run trained (dataset index {trained} then, {data.digest} now: files "
+            f"the data changed since the run trained (dataset index {trained} then, {now} now: files "
             f"added, removed or changed): this {split} split is not the one the run was scored on, and may "
             "hold images it trained on"
         )

@@ -193,6 +193,12 @@ def sweep_cells(sweep_dir: Path) -> list[RunDir]:
     )
 
 
+def typed_overrides(overrides: str) -> str:
+    """``a=1,++trainer.x=2`` as typed: ``++`` is how translearn passes an argument the presets lack
+    (``config.class_arguments_added``), not part of the name of a cell or a W&B run."""
+    return re.sub(r"(^|,)\+\+", r"\1", overrides)
+
+
 def safe_name(name: str, limit: int = 200) -> str:
     """A cell folder name for any swept value: ``/``, quotes and control characters escaped, length capped.
 
@@ -202,7 +208,7 @@ def safe_name(name: str, limit: int = 200) -> str:
     out = []
     # ++trainer.gradient_clip_val=1 is how translearn passes a Trainer argument the presets lack
     # (config.trainer_arguments_added): the cell is named by the key and value the user typed.
-    name = re.sub(r"(^|,)\+\+", r"\1", str(name))
+    name = typed_overrides(str(name))
     for ch in name:
         if ch in "/\\'\"%" or ord(ch) < 32 or ch == "\x7f":
             out.append(f"%{ord(ch):02X}")
@@ -328,11 +334,11 @@ def check_identity(sweep_dir: Path, overrides: Sequence[str], resume: bool, cell
         except (OSError, ValueError, KeyError, TypeError):
             stored = None  # unreadable: rewritten below
         else:
-            from translearn.config import class_arguments_added, paths_expanded
+            from translearn.config import command_line
 
             # A sweep started before translearn wrote its commands this way (dataset.root=data made
             # absolute, trainer.<arg> as ++) is still the same command.
-            stored = sorted(paths_expanded(class_arguments_added(list(stored))))
+            stored = sorted(command_line(list(stored)))
     if stored is not None and stored != command and resume:
         gone = " ".join(o for o in stored if o not in command)
         new = " ".join(o for o in command if o not in stored)

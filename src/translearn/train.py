@@ -29,11 +29,10 @@ from translearn.checkpoints import AtomicCheckpointIO
 from translearn.config import (
     check_fresh_run_dir,
     check_in_process_strategy,
-    class_arguments_added,
+    command_line,
     first_process,
     instantiate,
     one_line,
-    paths_expanded,
     register_resolvers,
     validate_command_line,
 )
@@ -80,7 +79,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         # Lightning's once-per-node hook, run before the model exists because the model's shape comes from
         # the data; DDP starts the other ranks later, from trainer.fit, and they read the index it wrote.
         datamodule.prepare_data()
-        index = _index_digest(datamodule)
+        index = datamodule.index_digest
     if ckpt_path:  # the data too, before anything of the run is written
         folder.check_same_data(Path(ckpt_path), index)
         _log_to_run_file()  # accepted: from here the run's log file records it
@@ -213,15 +212,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return metrics
     finally:
         _finish_wandb()
-
-
-def _index_digest(datamodule: Any) -> str | None:
-    """The dataset index's digest (which file is in which split): a prepared dataset's, else None (the
-    drawn ``shapes`` data has no files to change)."""
-    if not hasattr(datamodule, "digest"):
-        return None
-    datamodule.index  # noqa: B018 (loads the index, which sets the digest)
-    return datamodule.digest or None
 
 
 def _normalize(datamodule: Any) -> dict[str, list[float]]:
@@ -464,8 +454,7 @@ def main() -> None:
     """
     sweep.die_with_sweep()  # a cell of translearn's launcher ends with its sweep
     _sigterm_interrupts()
-    sys.argv[1:] = class_arguments_added(sys.argv[1:])  # trainer.gradient_clip_val=1 needs no +
-    sys.argv[1:] = paths_expanded(sys.argv[1:])  # hydra.run.dir='~/run', dataset.root=data
+    sys.argv[1:] = command_line(sys.argv[1:])  # trainer.gradient_clip_val=1, dataset.root=data
     try:
         info = validate_command_line(sys.argv[1:])
     except UserError as exc:

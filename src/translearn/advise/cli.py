@@ -271,9 +271,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     folder = None
     try:
-        from translearn.config import class_arguments_added, paths_expanded
+        from translearn.config import command_line
 
-        args = paths_expanded(class_arguments_added(args))  # as train takes them
+        args = command_line(args)  # as train takes them
         request = validate(args, started)
         folder = request.folder
         tick = time.perf_counter()

@@ -172,6 +172,11 @@ class ImageDataModule(pl.LightningDataModule):
     # --- shared machinery -------------------------------------------------------------------------
 
     @property
+    def index_digest(self) -> str | None:
+        """Which file is in which split, as a digest; None for data drawn in memory (no files to change)."""
+        return None
+
+    @property
     def index(self) -> DatasetIndex:
         if self._index is None:
             index = self.build_index()

@@ -486,6 +486,11 @@ class PreparedDataModule(ImageDataModule):
         if self._index is None:  # fit prepares; the test after it reuses the same index
             log.info(self.summary(self.prepare()))
 
+    @property
+    def index_digest(self) -> str | None:
+        self.index  # noqa: B018 (loading the index reads its digest)
+        return self.digest or None
+
     def load_index(self) -> DatasetIndex | None:
         path = self.index_path
         if not path.is_file():
