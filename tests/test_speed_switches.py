@@ -13,7 +13,8 @@ import torch
 
 from fakes import random_loader, snapshot
 from test_strategies import HOT_SGD, frozen_forever, policies
-from translearn.module import TransferModule
+from translearn.module import TransferModule, channels_last_pays
+from translearn.strategies import Freeze
 
 
 def check_policy(policy, precision: str = "32-true", **model_kwargs) -> TransferModule:
@@ -55,6 +56,34 @@ def test_channels_last_and_compile_keep_every_policy_exact(policy) -> None:
     assert module._compiled is not None and module._compiled._orig_mod is module.net  # really compiled
     assert module.net.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert all(k.startswith(("net.", "train_", "val_", "test_")) for k in module.state_dict())  # plain names
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "crop", "nhwc"),
+    [
+        ("cpu", "32-true", 64, False),  # the offline default's size: NHWC measured 0.91x there
+        ("cpu", "32-true", 128, True),
+        ("cpu", "bf16-mixed", 224, True),
+        ("cuda", "bf16-mixed", 64, True),  # tensor cores
+        ("cuda", "16-mixed", 224, True),
+        ("cuda", "32-true", 224, False),
+        ("mps", "32-true", 224, False),
+    ],
+)
+def test_channels_last_auto_turns_on_where_it_was_measured_faster(device, precision, crop, nhwc) -> None:
+    assert channels_last_pays(device, precision, crop) is nhwc
+
+
+@pytest.mark.parametrize(("crop", "nhwc"), [(64, False), (128, True)])
+def test_channels_last_auto_is_resolved_by_the_trainer_and_keeps_freezing_exact(crop, nhwc, caplog) -> None:
+    """auto is decided at setup from the Trainer's device and precision and the crop, said once."""
+    with caplog.at_level("INFO"):
+        module = check_policy(Freeze(), channels_last="auto", preprocessing={"crop": crop})
+    assert module.channels_last is nhwc
+    weight = module.net.model.layer1[0].conv1.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) is nhwc
+    said = [r.getMessage() for r in caplog.records if "channels-last (NHWC) on" in r.getMessage()]
+    assert len(said) == (1 if nhwc else 0)
 
 
 def test_fp16_grad_scaler_ignores_gated_gradual_stages() -> None:

@@ -245,6 +245,10 @@ def check_values(cfg: DictConfig, data: bool = True) -> None:
             raise UserError(
                 f"dataset.{key} must be one of {', '.join(allowed)}, got '{cfg.dataset.get(key)}'"
             )
+    if cfg.model.get("channels_last", False) not in (True, False, "auto"):
+        raise UserError(
+            f"model.channels_last must be auto, true or false, got '{cfg.model.get('channels_last')}'"
+        )
     if cfg.strategy.get("bn") not in ("frozen", "train"):
         raise UserError(f"strategy.bn must be frozen or train, got '{cfg.strategy.get('bn')}'")
     from translearn import features
