@@ -153,8 +153,8 @@ class TransferModule(pl.LightningModule):
         if not self._channels_last_auto:
             return
         crop = int((self.hparams.preprocessing or {}).get("crop") or 0)
-        device = self.trainer.strategy.root_device.type
-        was, self.channels_last = self.channels_last, channels_last_pays(device, str(self.trainer.precision), crop)
+        device, was = self.trainer.strategy.root_device.type, self.channels_last
+        self.channels_last = channels_last_pays(device, str(self.trainer.precision), crop)
         self.net.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         if self.channels_last and not was:  # said once, at fit (setup runs again for test)
             info_rank_zero(f"channels-last (NHWC) on: model.channels_last=auto on {device} at {crop} px")
