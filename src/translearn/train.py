@@ -13,19 +13,14 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import pytorch_lightning as pl
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.callbacks import LearningRateMonitor
 
-from translearn import features, sweep
-from translearn.callbacks import RunIdentity, Throughput
-from translearn.checkpoints import AtomicCheckpointIO
+from translearn import sweep
 from translearn.config import (
     check_fresh_run_dir,
     check_in_process_strategy,
@@ -36,19 +31,32 @@ from translearn.config import (
     register_resolvers,
     validate_command_line,
 )
-from translearn.data.transforms import PREPROCESSING_KEYS
 from translearn.errors import RunRefused, UserError, exit_with
 from translearn.log import info_rank_zero, log, mute_lightning_noise
-from translearn.pretrain import resolve_weights
 from translearn.rundir import COMPLETE, CsvHistory, RunDir, RunLock, run_identity
 from translearn.storage import write_atomic
-from translearn.weights import parse_weights, preprocessing_for
+
+# torch, torchvision and Lightning are imported where a run starts, not here: --help and a mistyped key
+# or value were answered in 4-5 s, 3 s of them importing what they never use (audit 7; 9 s on a busy
+# 2-core machine). tests/test_config.py checks that these answers load none of them.
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 register_resolvers()
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """One training run of a composed config; returns what it writes to ``metrics.json``."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    from translearn import features
+    from translearn.callbacks import RunIdentity, Throughput
+    from translearn.checkpoints import AtomicCheckpointIO
+    from translearn.data.transforms import PREPROCESSING_KEYS
+    from translearn.pretrain import resolve_weights
+    from translearn.weights import parse_weights, preprocessing_for
+
     mute_lightning_noise()
     out = Path(cfg.paths.output_dir)
     folder = RunDir(out)
@@ -227,6 +235,7 @@ def _normalize(datamodule: Any) -> dict[str, list[float]]:
 def _make_trainer(node: DictConfig, **kwargs: Any) -> pl.Trainer:
     """The Trainer; settings it refuses (no GPU for trainer=gpu, precision=bf17) are one line, not Hydra's
     "Error executing job" with a chain of exceptions."""
+    import torch
     from hydra.errors import InstantiationException
     from lightning_fabric.utilities.exceptions import MisconfigurationException
 
@@ -266,6 +275,8 @@ def _record_config(cfg: DictConfig, out: Path) -> None:
 
 def _throughput(trainer: pl.Trainer) -> dict[str, float | None]:
     """Where the time went: training images per second (validation excluded) and validation seconds."""
+    from translearn.callbacks import Throughput
+
     clock = next((c for c in trainer.callbacks if isinstance(c, Throughput)), None)
     if clock is None:
         return {"train_img_per_s": None, "val_seconds": None, "train_samples": None}
@@ -288,6 +299,8 @@ def _make_logger(logger_cfg: DictConfig, folder: RunDir, resumed_from: Path | No
 
 def _replicas_in_sync(trainer: pl.Trainer, model: pl.LightningModule) -> bool | None:
     """Under DDP, every rank's weights must be identical after training; None for one process."""
+    import torch
+
     if trainer.world_size < 2:
         return None
     params = [p.detach().double() for p in model.parameters()]

@@ -5,24 +5,31 @@ Datasets read in their publishers' layouts are verified and indexed once (:mod:`
 :mod:`translearn.data.splits`.
 """
 
-from translearn.data.base import DatasetIndex, ImageDataModule, ImageFileDataset
-from translearn.data.caltech256 import Caltech256DataModule
-from translearn.data.dogs_vs_cats import DogsVsCatsDataModule
-from translearn.data.hymenoptera import HymenopteraDataModule
-from translearn.data.imagefolder import ImageFolderDataModule
-from translearn.data.prepare import PreparedDataModule
-from translearn.data.shapes import ShapesDataModule
-from translearn.data.simpsons import SimpsonsDataModule
+from __future__ import annotations
 
-__all__ = [
-    "Caltech256DataModule",
-    "DatasetIndex",
-    "DogsVsCatsDataModule",
-    "HymenopteraDataModule",
-    "ImageDataModule",
-    "ImageFileDataset",
-    "ImageFolderDataModule",
-    "PreparedDataModule",
-    "ShapesDataModule",
-    "SimpsonsDataModule",
-]
+import importlib
+from typing import Any
+
+# Each name is imported on first use (PEP 562), not here: importing any part of the package (the weights'
+# preprocessing reads translearn.data.transforms) ran this file, and with it every data module and
+# Lightning, 3 s of a mistyped command's one-line error.
+_HOME = {
+    "DatasetIndex": "base",
+    "ImageDataModule": "base",
+    "ImageFileDataset": "base",
+    "Caltech256DataModule": "caltech256",
+    "DogsVsCatsDataModule": "dogs_vs_cats",
+    "HymenopteraDataModule": "hymenoptera",
+    "ImageFolderDataModule": "imagefolder",
+    "PreparedDataModule": "prepare",
+    "ShapesDataModule": "shapes",
+    "SimpsonsDataModule": "simpsons",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'translearn.data' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"translearn.data.{_HOME[name]}"), name)
