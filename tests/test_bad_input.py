@@ -22,6 +22,10 @@ COMMAND_LINE = [
     (["model.optimizer.lr=0"], ("model.optimizer.lr must be > 0",)),
     (["model.optimizer.momentum=-0.5"], ("model.optimizer.momentum must be in [0, 1)", "-0.5")),
     (["model.optimizer.weight_decay=-1"], ("model.optimizer.weight_decay must be >= 0",)),
+    (
+        ["++trainer.gradient_clip_val=-1"],
+        ("trainer.gradient_clip_val must be >= 0", "reverses the gradients"),
+    ),
     (["model.channels_last=yes"], ("model.channels_last must be auto, true or false, got 'yes'",)),
     (["model/optimizer=adam"], ("unknown model/optimizer 'adam'; choose one of: adamw, sgd",)),
     (["model/scheduler=linear"], ("unknown model/scheduler 'linear'", "warmup_cosine")),

@@ -232,14 +232,12 @@ def check_values(cfg: DictConfig, data: bool = True) -> None:
 
     ``data``: also that the dataset's folder exists (not for ``--cfg``, which only prints the config).
     """
-    from translearn.weights import parse_weights
-
     if not cfg.dataset.get("_target_"):
         raise UserError(
             "dataset=_base holds the keys every dataset shares; it is not a dataset (e.g. dataset=shapes)"
         )
-    library = str(cfg.model.get("library", "torchvision"))
-    parse_weights(library, str(cfg.model.get("backbone")), str(cfg.model.get("weights")))
+    # Enumerations and numbers first: they need no torch, so a mistyped value is one line in under a
+    # second. The weights' names, the cache keys and the torch.optim classes below import torch.
     for key, allowed in (("color", ("rgb", "gray")), ("gray_mode", ("replicate", "adapt"))):
         if cfg.dataset.get(key) not in allowed:
             raise UserError(
@@ -251,14 +249,6 @@ def check_values(cfg: DictConfig, data: bool = True) -> None:
         )
     if cfg.strategy.get("bn") not in ("frozen", "train"):
         raise UserError(f"strategy.bn must be frozen or train, got '{cfg.strategy.get('bn')}'")
-    from translearn import features
-
-    # The feature cache's keys: they were read only once the Trainer was built, after Lightning's lines.
-    features.check_settings(
-        cfg.strategy.get("cache_features", "auto"),
-        cfg.strategy.get("cache_views", 1),
-        cfg.strategy.get("cache_dtype", "float32"),
-    )
     optimizer = cfg.model.get("optimizer") or {}
     for key, ok, rule in (
         ("lr", lambda v: v > 0, "> 0"),
@@ -270,18 +260,38 @@ def check_values(cfg: DictConfig, data: bool = True) -> None:
             not isinstance(value, int | float) or isinstance(value, bool) or not ok(value)
         ):
             raise UserError(f"model.optimizer.{key} must be {rule}, got {value}")
-    from translearn.optimization import check as check_optimization
-
-    check_optimization(cfg.model)  # the torch classes of model.optimizer / model.scheduler, and their keys
     epochs = cfg.trainer.get("max_epochs")
     if not isinstance(epochs, int) or epochs < 1:
         raise UserError(f"trainer.max_epochs must be >= 1, got {epochs} (-1 would train forever)")
+    clip = cfg.trainer.get("gradient_clip_val")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, int | float) or clip < 0):
+        # Lightning passes it on unchecked, and torch's clipping then turns every gradient around
+        # (norm: times a negative factor; value: all set to the negative bound): training climbed the loss.
+        raise UserError(
+            f"trainer.gradient_clip_val must be >= 0 (0 or null: no clipping), got {clip}; a negative value "
+            "reverses the gradients"
+        )
     ckpt = cfg.get("ckpt_path")
     if ckpt not in (None, "last", "best") and not Path(str(ckpt)).expanduser().is_file():
         raise UserError(
             f"ckpt_path={ckpt} does not exist; pass a checkpoint file, or ckpt_path=last to resume the run "
             "in hydra.run.dir"
         )
+    from translearn.weights import parse_weights
+
+    library = str(cfg.model.get("library", "torchvision"))
+    parse_weights(library, str(cfg.model.get("backbone")), str(cfg.model.get("weights")))
+    from translearn import features
+
+    # The feature cache's keys: they were read only once the Trainer was built, after Lightning's lines.
+    features.check_settings(
+        cfg.strategy.get("cache_features", "auto"),
+        cfg.strategy.get("cache_views", 1),
+        cfg.strategy.get("cache_dtype", "float32"),
+    )
+    from translearn.optimization import check as check_optimization
+
+    check_optimization(cfg.model)  # the torch classes of model.optimizer / model.scheduler, and their keys
     from omegaconf.errors import InterpolationKeyError
 
     for key in PATH_KEYS:
@@ -677,8 +687,10 @@ def class_arguments_added(argv: list[str]) -> list[str]:
     if not found:
         return list(argv)
     nodes = {m.group(1) for m in found}
-    takes = {node: _class_arguments(node) for node in nodes}
     listed = {node: _listed_everywhere(node) for node in nodes}
+    # The class is imported (Lightning's Trainer: 3 s) only for a key some preset lacks.
+    unlisted = {m.group(1) for m in found if m.group(2) not in listed[m.group(1)]}
+    takes = {node: _class_arguments(node) if node in unlisted else set() for node in nodes}
     out = []
     for arg in argv:
         m = _CLASS_OVERRIDE.match(arg)
