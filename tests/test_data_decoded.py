@@ -95,6 +95,55 @@ def test_a_bad_cache_mode_is_one_line(tmp_path: Path) -> None:
         ImageFolderDataModule(tmp_path, cache="jpeg")
 
 
+def _pngs(folder: Path, count: int) -> list[tuple[str, int]]:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.new("RGB", (48 + i, 40), (i * 30 % 256, 90, 200 - i * 20)).save(folder / f"{i}.png")
+    return [(str(folder / f"{i}.png"), 0) for i in range(count)]
+
+
+def test_a_changed_file_is_decoded_again_the_rest_copied_and_the_dead_store_removed(
+    tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Touching one file of 20k decoded all 20k again, and the old store stayed on disk for good (audit 7)."""
+    from PIL import Image
+
+    from translearn.data import decoded
+
+    samples = _pngs(tmp_path / "img", 6)
+    folder = tmp_path / "decoded"
+    old = decoded.build_store(samples, 32, "bilinear", folder)
+    kept = decoded.build_store(samples[:2], 32, "bilinear", folder)  # its files stay as they are
+    Image.new("RGB", (50, 44), (1, 2, 3)).save(samples[3][0])  # changed: other pixels, other size
+    opened: list[str] = []
+    real = decoded.load_rgb
+    monkeypatch.setattr(decoded, "load_rgb", lambda path: opened.append(path) or real(path))
+    capsys.readouterr()
+    new = decoded.build_store(samples, 32, "bilinear", folder)
+    said = capsys.readouterr().out
+    assert new != old and opened == [samples[3][0]]
+    assert "5 of them unchanged since an earlier store and copied from it" in said
+    assert not old.exists() and kept.exists()  # old lists a file that changed: no run can use it again
+    assert "removed 1 decoded image store(s) whose files changed since" in said
+    fresh = decoded.build_store(samples, 32, "bilinear", tmp_path / "fresh")  # nothing to copy from
+    for name in ("pixels.npy", "index.npy", "sources.json"):
+        assert (new / name).read_bytes() == (fresh / name).read_bytes(), name
+
+
+def test_a_store_of_removed_files_goes_and_one_of_unreachable_files_stays(tmp_path: Path) -> None:
+    from translearn.data import decoded
+
+    folder = tmp_path / "decoded"
+    gone = decoded.build_store(_pngs(tmp_path / "a", 2), 32, "bilinear", folder)
+    unmounted = decoded.build_store(_pngs(tmp_path / "disk" / "b", 2), 32, "bilinear", folder)
+    Path(tmp_path / "a" / "1.png").unlink()  # its folder is there: the file was removed
+    (tmp_path / "disk").rename(tmp_path / "elsewhere")  # its folder is not: an unmounted disk, say
+    decoded.build_store(_pngs(tmp_path / "c", 2), 32, "bilinear", folder)
+    assert not gone.exists() and unmounted.exists()
+
+
 def test_the_store_is_streamed_to_disk_not_held_in_memory(tmp_path: Path) -> None:
     """The build kept every decoded image in a list and concatenated them: a peak of twice the store in
     memory (4.2 GB for a 1.9 GB store of 20k images). Streamed, the peak is a few images."""

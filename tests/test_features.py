@@ -210,6 +210,35 @@ def test_the_key_covers_the_transform_and_a_corrupt_cache_is_rebuilt(
     assert meta["splits"]["train"]["shape"] == [150, 512]  # 150 target training images, ResNet18's 512
 
 
+def test_a_changed_image_leaves_no_dead_feature_cache_behind(
+    compose_cfg, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A cache whose key covers a file that changed can never be used again; it stayed on disk (audit 7)."""
+    import publishers
+
+    cache_dir = tmp_path / "c"
+
+    def train(root: Path, name: str) -> None:
+        run(compose_cfg(
+            "dataset=imagefolder", f"dataset.root={root}", "strategy=freeze", "model.weights=none",
+            f"paths.cache_dir={cache_dir}", run_dir=tmp_path / name,
+        ))  # fmt: skip
+
+    a, b = publishers.imagefolder(tmp_path / "a"), publishers.imagefolder(tmp_path / "b")
+    train(a, "a1")
+    (old,) = cache_folders(cache_dir)
+    train(b, "b1")
+    (other,) = [f for f in cache_folders(cache_dir) if f != old]
+    changed = json.loads((old / "sources.json").read_text())[0][0]
+    with open(changed, "ab") as f:  # a byte more: the same pixels, another size, so another key
+        f.write(b"\0")
+    capsys.readouterr()
+    train(a, "a2")
+    assert "removed 1 feature cache(s) whose files changed since" in capsys.readouterr().out
+    assert not old.exists() and other.exists()  # b's files are as they were: its cache stays
+    assert len(cache_folders(cache_dir)) == 2
+
+
 def test_building_the_cache_leaves_every_module_in_the_mode_it_was_in(
     compose_cfg, tmp_path: Path, monkeypatch
 ) -> None:

@@ -56,7 +56,15 @@ from translearn.data.images import DECODE_VERSION
 from translearn.errors import UserError
 from translearn.log import log
 from translearn.progress import bar
-from translearn.storage import build_once, disk_full, no_space, open_npy, save_npy
+from translearn.storage import (
+    build_once,
+    disk_full,
+    no_space,
+    open_npy,
+    remove_stale,
+    save_npy,
+    write_sources,
+)
 
 VERSION = 3  # 2: stored tensors are what the stage returned, before any later in-place op; 3: folded BN
 MODES = ("auto", "true", "false")
@@ -323,7 +331,10 @@ def build_cache(
                     meta["splits"][split] = _store_split(
                         inference, k, datamodule, dataset, split, partial, views, dtype, device, rows, shown
                     )
+            files = [path for split in SPLITS for path, _ in datamodule.index.samples.get(split, [])]
+            write_sources(partial, files)  # so that a later build can tell when this one is dead
             (partial / "meta.json").write_text(json.dumps(meta, indent=1))  # last: marks the cache complete
+            remove_stale(folder, key, "feature cache")
         finally:
             net.to("cpu", memory_format=own)
             for module, mode in modes:
