@@ -26,6 +26,14 @@ COMMAND_LINE = [
         ["++trainer.gradient_clip_val=-1"],
         ("trainer.gradient_clip_val must be >= 0", "reverses the gradients"),
     ),
+    (
+        ["model.scheduler.gamma=-0.5", "model.scheduler.step_size=1", "trainer.max_epochs=3"],
+        ("model.scheduler (StepLR) takes the learning rate to -0.0005 at epoch 1", "climbs the loss"),
+    ),
+    (
+        ["model/scheduler=cosine", "model.scheduler.eta_min=-0.01", "trainer.max_epochs=4"],
+        ("model.scheduler (CosineAnnealingLR) takes the learning rate to", "climbs the loss"),
+    ),
     (["model.channels_last=yes"], ("model.channels_last must be auto, true or false, got 'yes'",)),
     (["model/optimizer=adam"], ("unknown model/optimizer 'adam'; choose one of: adamw, sgd",)),
     (["model/scheduler=linear"], ("unknown model/scheduler 'linear'", "warmup_cosine")),

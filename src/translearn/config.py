@@ -291,7 +291,8 @@ def check_values(cfg: DictConfig, data: bool = True) -> None:
     )
     from translearn.optimization import check as check_optimization
 
-    check_optimization(cfg.model)  # the torch classes of model.optimizer / model.scheduler, and their keys
+    # The torch classes of model.optimizer / model.scheduler, their keys, and the rates the schedule reaches.
+    check_optimization(cfg.model, cfg.trainer.get("max_epochs"))
     from omegaconf.errors import InterpolationKeyError
 
     for key in PATH_KEYS:

@@ -101,11 +101,45 @@ def base_value(make: functools.partial, name: str, default: Any = None) -> Any:
     return default if param is None or param.default is param.empty else param.default
 
 
-def check(model: DictConfig) -> None:
-    """Both nodes of a composed config, before anything runs (translearn.config.check_values)."""
+def check(model: DictConfig, epochs: int | None = None) -> None:
+    """Both nodes of a composed config, before anything runs (translearn.config.check_values); with
+    ``epochs``, also the learning rates the schedule reaches over the run."""
     nodes = [
         OmegaConf.to_container(model[k], resolve=True) if model.get(k) is not None else None
         for k in ("optimizer", "scheduler")
     ]
-    optimizer_partial(nodes[0])
-    scheduler_partial(nodes[1])
+    make_optimizer = optimizer_partial(nodes[0])
+    make_scheduler = scheduler_partial(nodes[1])
+    if make_scheduler is not None and epochs:
+        _check_schedule(make_optimizer, make_scheduler, epochs)
+
+
+def _check_schedule(make_optimizer: functools.partial, make_scheduler: Callable, epochs: int) -> None:
+    """A schedule that reaches a negative or non-finite learning rate is a one-line error.
+
+    torch checks the optimizer's ``lr`` but not what a scheduler makes of it: StepLR with ``gamma=-0.5``
+    or a cosine with ``eta_min=-0.01`` ran on with negative rates, which climb the loss, without a word.
+    The schedule is stepped once per epoch, as in training, on one scalar parameter (the stages' groups
+    differ from it by positive factors only). A schedule that cannot be simulated so is left to the run.
+    """
+    import math
+    import warnings
+
+    try:
+        optimizer = make_optimizer([torch.nn.Parameter(torch.zeros(1))])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scheduler = make_scheduler(optimizer=optimizer)
+            rates = []
+            for _ in range(min(epochs, 10_000)):
+                rates.append(optimizer.param_groups[0]["lr"])
+                optimizer.step()  # no gradient: a no-op that keeps torch's order of calls
+                scheduler.step()
+    except Exception:  # ReduceLROnPlateau wants a metric, a custom class its own context: the run decides
+        return
+    bad = next(((e, lr) for e, lr in enumerate(rates) if not math.isfinite(lr) or lr < 0), None)
+    if bad is not None:
+        raise UserError(
+            f"model.scheduler ({type(scheduler).__name__}) takes the learning rate to {bad[1]:.3g} at epoch "
+            f"{bad[0]}: a negative rate climbs the loss; check its arguments (gamma > 0, eta_min >= 0)"
+        )
