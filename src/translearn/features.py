@@ -59,6 +59,7 @@ from translearn.progress import bar
 from translearn.storage import (
     build_once,
     disk_full,
+    file_stats,
     no_space,
     open_npy,
     remove_stale,
@@ -332,7 +333,7 @@ def build_cache(
                         inference, k, datamodule, dataset, split, partial, views, dtype, device, rows, shown
                     )
             files = [path for split in SPLITS for path, _ in datamodule.index.samples.get(split, [])]
-            write_sources(partial, files)  # so that a later build can tell when this one is dead
+            write_sources(partial, file_stats(files))  # so a later build can tell when this one is dead
             (partial / "meta.json").write_text(json.dumps(meta, indent=1))  # last: marks the cache complete
             remove_stale(folder, key, "feature cache")
         finally:

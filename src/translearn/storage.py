@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -157,12 +157,17 @@ def build_once(
 SOURCES = "sources.json"  # in a cache entry: [[path, size, mtime_ns], ...] of the files it was built from
 
 
-def write_sources(entry: Path, paths: list[str]) -> None:
-    """List the files an entry is built from, so that a later build can tell when it is dead."""
+def file_stats(paths: Iterable[str]) -> list[tuple[str, int, int]]:
+    """(path, size, mtime) of each file: what a cache key covers, and what :data:`SOURCES` records."""
     rows = []
     for path in paths:
         stat = os.stat(path)
         rows.append((str(path), stat.st_size, stat.st_mtime_ns))
+    return rows
+
+
+def write_sources(entry: Path, rows: list[tuple[str, int, int]]) -> None:
+    """Record the files an entry is built from (:func:`file_stats`): a later build tells when it is dead."""
     (entry / SOURCES).write_text(json.dumps(rows))
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,19 +34,19 @@ from translearn.data.base import ImageFileDataset
 from translearn.data.images import DECODE_VERSION, load_rgb
 from translearn.log import log
 from translearn.progress import bar
-from translearn.storage import SOURCES, build_once, disk_full, no_space, remove_stale, save_npy
+from translearn.storage import (
+    SOURCES,
+    build_once,
+    disk_full,
+    file_stats,
+    no_space,
+    remove_stale,
+    save_npy,
+    write_sources,
+)
 
 VERSION = 1
 MODES = ("none", "decoded")
-
-
-def _sources(samples: Sequence[tuple[str, int]]) -> list[tuple[str, int, int]]:
-    """(path, size, mtime) of every file: what the key covers, and what a later build may reuse."""
-    out = []
-    for path, _ in samples:
-        stat = os.stat(path)
-        out.append((str(path), stat.st_size, stat.st_mtime_ns))
-    return out
 
 
 def _key(sources: Sequence[tuple[str, int, int]], resize: int, interpolation: str) -> str:
@@ -135,7 +134,7 @@ def build_store(samples: Sequence[tuple[str, int]], resize: int, interpolation: 
     """The folder holding ``samples`` decoded and resized once (built now if it is not there)."""
     resizer = v2.Resize(resize, interpolation=InterpolationMode(interpolation), antialias=True)
 
-    sources = _sources(samples)
+    sources = file_stats(path for path, _ in samples)  # what the key covers; what later builds reuse
 
     def build(partial: Path) -> None:
         donors = _Donors(folder, resize, interpolation)
@@ -170,7 +169,7 @@ def build_store(samples: Sequence[tuple[str, int]], resize: int, interpolation: 
             if not disk_full(exc):
                 raise
             raise no_space("decoded image cache", folder, exc, offset + index.nbytes) from None
-        (partial / SOURCES).write_text(json.dumps(sources))
+        write_sources(partial, sources)
         meta = {
             "count": len(samples), "resize": resize, "interpolation": interpolation, "bytes": offset,
             "version": VERSION, "decode": DECODE_VERSION,
