@@ -26,9 +26,11 @@ uncached path, and epoch e trains on view e mod V: with V >= epochs the cached r
 uncached run would. Validation and test use the eval transform, so they are cached exactly.
 
 The cache key covers everything that changes the features: backbone and library, the frozen tensors
-themselves (a hash), the transforms, colour mode, the image files (path, size, mtime), the split and the
-views. Anything else gets its own folder under ``${paths.cache_dir}/features``; a folder without its
-``meta.json`` (written last) or with unreadable arrays is rebuilt with a warning. Files are
+themselves (a hash), the transforms, colour mode, the image files (path, size, mtime), the split, the
+views, and the autocast dtype of the run's precision (the build infers under it, as the uncached forward
+does: ``bf16-mixed`` features are bf16's, and the head then trains exactly as uncached). Anything else
+gets its own folder under ``${paths.cache_dir}/features``; a folder without its ``meta.json`` (written
+last) or with unreadable arrays is rebuilt with a warning. Files are
 memory-mapped ``.npy`` (``strategy.cache_dtype=float16`` halves them), shared by the cells of a sweep,
 and built once under a file lock.
 """
@@ -249,7 +251,9 @@ def _is_channels_last(net: nn.Module) -> bool:
     )
 
 
-def _fingerprint(net: Any, k: int, datamodule: ImageDataModule, views: int, dtype: str) -> str:
+def _fingerprint(
+    net: Any, k: int, datamodule: ImageDataModule, views: int, dtype: str, autocast: torch.dtype | None = None
+) -> str:
     """A hash of everything that changes the stored features (see the module docstring)."""
     digest = hashlib.sha256()
     frozen = {m for i in range(k) for m in net.stages[i].modules}
@@ -283,6 +287,8 @@ def _fingerprint(net: Any, k: int, datamodule: ImageDataModule, views: int, dtyp
         "dtype": dtype,
         "files": files,
     }
+    if autocast is not None:  # only then: the fp32 caches built before this key existed stay valid
+        recipe["autocast"] = str(autocast)
     digest.update(json.dumps(recipe, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:20]
 
@@ -304,10 +310,12 @@ class _Views(Dataset):
 
 
 def build_cache(
-    net: Any, k: int, datamodule: ImageDataModule, folder: Path, views: int, dtype: str, device: torch.device
-) -> Path:
+    net: Any, k: int, datamodule: ImageDataModule, folder: Path, views: int, dtype: str, device: torch.device,
+    precision: str = "32-true",
+) -> Path:  # fmt: skip
     """Compute and store the first k stages' output for every split under ``folder/<key>``."""
-    key = _fingerprint(net, k, datamodule, views, dtype)
+    reduced = autocast_dtype(precision)
+    key = _fingerprint(net, k, datamodule, views, dtype, reduced)
 
     def build(partial: Path) -> None:
         # Every module's own mode, not net.training alone: frozen BatchNorm is in eval mode while the rest
@@ -325,9 +333,15 @@ def build_cache(
         try:
             # The folded copy is what moves; the net itself only where it cannot be folded (it is then
             # the inference net, and the finally below puts it back).
-            inference = fold_batchnorm(net.eval()).to(device, memory_format=layout)
+            # Under mixed precision the BatchNorms stay: folded into bf16 weights they would round otherwise
+            # than the uncached path, whose frozen stages the cache stands in for.
+            inference = net.eval() if reduced is not None else fold_batchnorm(net.eval())
+            inference = inference.to(device, memory_format=layout)
             meta: dict[str, Any] = {"key": key, "views": views, "dtype": dtype, "splits": {}}
-            with bar(rows, "feature cache", "img", min_total=200) as shown:
+            with (
+                bar(rows, "feature cache", "img", min_total=200) as shown,
+                torch.autocast(device.type, dtype=reduced or torch.float32, enabled=reduced is not None),
+            ):
                 for split, dataset in datamodule.datasets.items():
                     meta["splits"][split] = _store_split(
                         inference, k, datamodule, dataset, split, partial, views, dtype, device, rows, shown
@@ -342,6 +356,22 @@ def build_cache(
                 module.training = mode
 
     return build_once(folder, key, _readable, build, "feature cache")
+
+
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The dtype the run's forward passes autocast to, which the build then infers in too.
+
+    Why: the cache stands in for the frozen stages as the uncached run computes them, and under
+    ``bf16-mixed`` that is in bf16. An fp32 build trained the head on other numbers (weights 1.3e-4 apart,
+    another val accuracy) and cost what it saved: freeze at 224 px, 10 epochs, bf16-mixed on a 2-core CPU
+    with AMX, cached ÷ uncached was 5.6x with an fp32 build and 10.3x with a bf16 one (issue 8).
+    ``*-true`` runs convert the net itself; the build approximates them by autocast.
+    """
+    if precision.startswith("bf16"):
+        return torch.bfloat16
+    if precision.startswith("16"):
+        return torch.float16
+    return None
 
 
 def fold_batchnorm(net: Any) -> Any:
@@ -455,10 +485,13 @@ def _check_replay(net: Any, k: int, feats: torch.Tensor, logits: torch.Tensor) -
             where = (
                 f"its forward is not a chain through its stages (stage {k} cannot start from stored input)"
             )
+    # Under autocast the replay may round otherwise (another kernel, bf16's 8 bits of mantissa); a wrong cut
+    # is off by far more.
+    tolerance = 2e-2 if logits.dtype in (torch.bfloat16, torch.float16) else 1e-4
     if (
         again is None
         or again.shape != logits.shape
-        or not torch.allclose(again, logits, atol=1e-4, rtol=1e-4)
+        or not torch.allclose(again.float(), logits.float(), atol=tolerance, rtol=tolerance)
     ):
         raise _NotCacheable(f"{net.arch} cannot be cached after stage {k}: {where}")
 
@@ -605,6 +638,7 @@ def maybe_cache(
     views: int,
     dtype: str,
     device: str,
+    precision: str = "32-true",
 ) -> tuple[pl.LightningDataModule, str]:
     """The data module to train on (cached or not) and the line that says which, and why."""
     mode = check_settings(mode, views, dtype)  # checked up front too (config.check_values)
@@ -619,7 +653,7 @@ def maybe_cache(
     datamodule.setup("fit")
     try:
         folder = Path(cache_dir).expanduser() / "features"
-        folder = build_cache(module.net, k, datamodule, folder, views, dtype, torch.device(device))
+        folder = build_cache(module.net, k, datamodule, folder, views, dtype, torch.device(device), precision)
     except _NotCacheable as exc:
         if mode == "true":
             raise UserError(f"strategy.cache_features=true but caching would not be exact: {exc}") from None

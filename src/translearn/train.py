@@ -129,7 +129,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         datamodule.setup("fit")
     data, cache_line = features.maybe_cache(
         policy.cache_features, model, datamodule, cfg.paths.cache_dir, policy.cache_views, policy.cache_dtype,
-        str(trainer.strategy.root_device),
+        str(trainer.strategy.root_device), str(trainer.precision),
     )  # fmt: skip
     cache_seconds = time.perf_counter() - cache_start
     info_rank_zero(cache_line)
