@@ -54,6 +54,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from translearn.callbacks import RunIdentity, Throughput
     from translearn.checkpoints import AtomicCheckpointIO
     from translearn.data.transforms import PREPROCESSING_KEYS
+    from translearn.module import precision_hint
     from translearn.pretrain import resolve_weights
     from translearn.weights import parse_weights, preprocessing_for
 
@@ -122,6 +123,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     extra = cfg.trainer.get("plugins")
     plugins = [*(instantiate(extra) if extra else []), AtomicCheckpointIO()]
     trainer = _make_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
+    hint = precision_hint(trainer.strategy.root_device.type, str(trainer.precision))
+    if hint:
+        info_rank_zero(hint)
     cache_start = time.perf_counter()
     if getattr(datamodule, "cache", "none") == "decoded":
         # The decoded store is built here, not in fit's setup: its build counted as training time
