@@ -45,6 +45,17 @@ def test_parts_benchmark_runs_at_toy_size(capsys: pytest.CaptureFixture) -> None
     assert "| data ms/img |" in out and "| step ms |" in out
 
 
+@pytest.mark.bench
+@pytest.mark.slow
+def test_cpu_bf16_benchmark_runs_at_toy_size(capsys: pytest.CaptureFixture) -> None:
+    import bf16_cpu
+
+    assert bf16_cpu.main(["--toy"]) == 0
+    out = capsys.readouterr().out
+    assert "| bf16 ÷ fp32 |" in out and "| finetune 32 px |" in out
+    assert "| cached, bf16 build |" in out and "| cached, fp32 build |" in out
+
+
 def test_the_accuracy_difference_is_paired_seed_by_seed() -> None:
     import bench
 
