@@ -229,6 +229,7 @@ def test_cli_help_lists_the_groups() -> None:
         (["dataset.color=blue"], "dataset.color must be one of rgb, gray"),
         (["model.optimizer.lr=-1"], "model.optimizer.lr must be > 0"),
         (["trainer.max_epochs=0"], "trainer.max_epochs must be >= 1"),
+        (["--cfg", "job", "strategy=freeze"], "cache_features: auto"),  # prints the config, runs nothing
     ],
 )
 def test_help_and_a_mistyped_command_are_answered_without_loading_torch(
