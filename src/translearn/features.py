@@ -331,10 +331,10 @@ def build_cache(
         # Said before, not only after: at 224 px on a CPU a 30k-image dataset is minutes of silence.
         log.info(f"building the feature cache once: {rows} images through the frozen stages into {folder}")
         try:
-            # The folded copy is what moves; the net itself only where it cannot be folded (it is then
-            # the inference net, and the finally below puts it back).
-            # Under mixed precision the BatchNorms stay: folded into bf16 weights they would round otherwise
-            # than the uncached path, whose frozen stages the cache stands in for.
+            # The folded copy is what moves; the net itself where it cannot be folded or under mixed
+            # precision (it is then the inference net, and the finally below puts it back). Under mixed
+            # precision the BatchNorms stay: folded into bf16 weights they would round otherwise than the
+            # uncached path, whose frozen stages the cache stands in for.
             inference = net.eval() if reduced is not None else fold_batchnorm(net.eval())
             inference = inference.to(device, memory_format=layout)
             meta: dict[str, Any] = {"key": key, "views": views, "dtype": dtype, "splits": {}}
