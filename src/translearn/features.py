@@ -364,7 +364,7 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     Why: the cache stands in for the frozen stages as the uncached run computes them, and under
     ``bf16-mixed`` that is in bf16. An fp32 build trained the head on other numbers (weights 1.3e-4 apart,
     another val accuracy) and cost what it saved: freeze at 224 px, 10 epochs, bf16-mixed on a 2-core CPU
-    with AMX, cached ÷ uncached was 5.6x with an fp32 build and 10.3x with a bf16 one (issue 8).
+    with AMX, cached ÷ uncached was 5.3x with an fp32 build and 11.1x with a bf16 one (issue 8).
     ``*-true`` runs convert the net itself; the build approximates them by autocast.
     """
     if precision.startswith("bf16"):

@@ -353,7 +353,7 @@ def channels_last_pays(device: str, precision: str, crop: int) -> bool:
     cores at 224 px, ResNet18 1.2x faster (freeze 1.3x), ResNet50 1.17x, MobileNetV3 1.55x,
     EfficientNet-B0 1.23x, DenseNet121 1.08x, ConvNeXt-T 1.02x, and at 128 px 1.1-1.4x; at 64 px ResNet18
     ran 0.91x (the offline default's size), so small crops stay in NCHW, except under bf16 (AMX): ResNet18
-    finetune at 64 px under bf16-mixed ran 1.08x faster in NHWC than in NCHW. The results differ only by
+    finetune at 64 px under bf16-mixed ran 1.07-1.08x faster in NHWC than in NCHW. The results differ only by
     float rounding.
     """
     if device == "cuda":
@@ -366,14 +366,15 @@ def precision_hint(device: str, precision: str) -> str | None:
 
     Said, not switched on: the precision changes the numbers a study reports, so it is the user's choice.
     Measured side by side on 2 cores of such a CPU (issue 8): translearn ResNet18 under bf16-mixed trained
-    2.36x faster at 224 px (finetune, and freeze without the cache) and 1.31x at 64 px.
+    2.4-2.9x faster at 224 px (freeze without the cache, finetune) and 1.27x at 64 px
+    (benchmarks/RESULTS-bf16-cpu.md).
     """
     amx = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, hence guarded: torch 2.1+
     if device != "cpu" or not precision.startswith("32") or amx is None or not amx():
         return None
     return (
-        "this CPU has bf16 matrix units (AMX): trainer.precision=bf16-mixed trained ResNet18 2.4x faster at "
-        "224 px and 1.3x at 64 px on such a CPU, with results that differ by bf16 rounding"
+        "this CPU has bf16 matrix units (AMX): trainer.precision=bf16-mixed trained ResNet18 2.4-2.9x faster "
+        "at 224 px and 1.3x at 64 px on such a CPU, with results that differ by bf16 rounding"
     )
 
 
