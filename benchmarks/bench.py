@@ -105,6 +105,17 @@ class CacheRun(NamedTuple):
     split_sizes: dict
 
 
+def computing_seconds(m: dict) -> float:
+    """Every backbone pass the cache table counts: the build, training epochs, validation and test, each
+    from its own clock in ``metrics.json`` (checkpoint writes and Lightning's set-up fall between them)."""
+    return (
+        m["cache_seconds"]
+        + m["train_samples"] / m["train_img_per_s"]
+        + (m["val_seconds"] or 0.0)
+        + m["test_seconds"]
+    )
+
+
 def _cache_run(
     data: Path, work: Path, size: int, epochs: int, batch: int, limit: int | None, mode: str, repeat: int
 ) -> CacheRun:
@@ -113,10 +124,7 @@ def _cache_run(
         data, work / f"cache-{mode}-{size}-{repeat}", size, epochs, batch, "freeze", limit,
         (f"strategy.cache_features={mode}",),
     )  # fmt: skip
-    # Every backbone pass the passes ratio counts: the build, training epochs, validation and test, each
-    # from its own clock (checkpoint writes and Lightning's set-up fall between them).
-    epochs_seconds = m["train_samples"] / m["train_img_per_s"]
-    passes = m["cache_seconds"] + epochs_seconds + (m["val_seconds"] or 0.0) + m["test_seconds"]
+    passes = computing_seconds(m)
     # The whole run as a user waits for it: build, fit (sanity check and checkpoints included), test.
     wall = m["cache_seconds"] + m["train_seconds"] + m["test_seconds"]
     print(

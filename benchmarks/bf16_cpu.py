@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import translearn_run
+from bench import computing_seconds, translearn_run
 
 BF16 = ("trainer.precision=bf16-mixed",)
 
@@ -111,9 +111,7 @@ def cached_under_bf16(data: Path, work: Path, repeats: int, toy: bool) -> list[s
             shutil.rmtree(run_dir, ignore_errors=True)
         finally:
             features.autocast_dtype = autocast_dtype
-        # What bench.py's cache table counts: build + training epochs + validation + test.
-        epochs_seconds = m["train_samples"] / m["train_img_per_s"]
-        return m["cache_seconds"] + epochs_seconds + (m["val_seconds"] or 0.0) + m["test_seconds"]
+        return computing_seconds(m)  # what bench.py's cache table counts
 
     runs = _pairs(names, repeats, seconds)
     rows = [
