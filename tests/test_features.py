@@ -465,3 +465,35 @@ def test_the_build_infers_in_smaller_batches_on_a_cpu_only_where_images_are_larg
         whole = net(images)
         pieces = torch.cat([net(images[i : i + 2]) for i in range(0, 8, 2)])
     assert torch.allclose(whole, pieces, rtol=1e-5, atol=1e-5)
+
+
+def test_the_build_stats_each_image_file_once(compose_cfg, tmp_path: Path, monkeypatch) -> None:
+    """The key and ``sources.json`` come from one stat per file: the build stated every file twice (a
+    network disk's round trip each), and a file changed between the two was keyed otherwise than recorded."""
+    import os
+    from collections import Counter
+
+    from translearn import features
+
+    counts: Counter[str] = Counter()
+    real_stat, build = os.stat, features.build_cache
+
+    def counting(path: Any, *args: Any, **kwargs: Any) -> Any:
+        counts[os.fspath(path)] += 1
+        return real_stat(path, *args, **kwargs)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(os, "stat", counting)
+        try:
+            return build(*args, **kwargs)
+        finally:
+            monkeypatch.setattr(os, "stat", real_stat)
+
+    monkeypatch.setattr(features, "build_cache", counted)
+    cache = tmp_path / "c"
+    cfg = compose_cfg("strategy=freeze", "strategy.cache_features=true", f"paths.cache_dir={cache}")
+    assert run(cfg)["feature_cache"] is True
+    (folder,) = cache_folders(cache)
+    sources = json.loads((folder / "sources.json").read_text())
+    assert len(sources) > 100
+    assert Counter(counts[path] for path, _, _ in sources) == Counter({1: len(sources)})

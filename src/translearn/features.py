@@ -40,7 +40,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,9 +250,16 @@ def _is_channels_last(net: nn.Module) -> bool:
     )
 
 
+def _sources(datamodule: ImageDataModule) -> list[tuple[str, int, int]]:
+    """(path, size, mtime) of every file of every split, stated once: the key and ``sources.json`` both read
+    these rows, so a file that changes during the build cannot be recorded otherwise than it was keyed."""
+    return file_stats(path for split in SPLITS for path, _ in datamodule.index.samples.get(split, []))
+
+
 def _fingerprint(
-    net: Any, k: int, datamodule: ImageDataModule, views: int, dtype: str, autocast: torch.dtype | None = None
-) -> str:
+    net: Any, k: int, datamodule: ImageDataModule, views: int, dtype: str,
+    autocast: torch.dtype | None = None, sources: list[tuple[str, int, int]] | None = None,
+) -> str:  # fmt: skip
     """A hash of everything that changes the stored features (see the module docstring)."""
     digest = hashlib.sha256()
     frozen = {m for i in range(k) for m in net.stages[i].modules}
@@ -263,11 +269,12 @@ def _fingerprint(
             digest.update(key.encode())
             digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
     index = datamodule.index
+    stats = iter(_sources(datamodule) if sources is None else sources)
     files = []
     for split in SPLITS:
         for path, label in index.samples.get(split, []):
-            stat = os.stat(path)
-            files.append((split, path, label, stat.st_size, stat.st_mtime_ns))
+            _, size, mtime = next(stats)
+            files.append((split, path, label, size, mtime))
     recipe = {
         "version": VERSION,
         "decode": DECODE_VERSION,  # how files become pixels (EXIF orientation, ...)
@@ -315,7 +322,8 @@ def build_cache(
 ) -> Path:  # fmt: skip
     """Compute and store the first k stages' output for every split under ``folder/<key>``."""
     reduced = autocast_dtype(precision)
-    key = _fingerprint(net, k, datamodule, views, dtype, reduced)
+    sources = _sources(datamodule)  # one stat per file: 20k files on a network disk are seconds each time
+    key = _fingerprint(net, k, datamodule, views, dtype, reduced, sources)
 
     def build(partial: Path) -> None:
         # Every module's own mode, not net.training alone: frozen BatchNorm is in eval mode while the rest
@@ -346,8 +354,7 @@ def build_cache(
                     meta["splits"][split] = _store_split(
                         inference, k, datamodule, dataset, split, partial, views, dtype, device, rows, shown
                     )
-            files = [path for split in SPLITS for path, _ in datamodule.index.samples.get(split, [])]
-            write_sources(partial, file_stats(files))  # so a later build can tell when this one is dead
+            write_sources(partial, sources)  # so a later build can tell when this one is dead
             (partial / "meta.json").write_text(json.dumps(meta, indent=1))  # last: marks the cache complete
             remove_stale(folder, key, "feature cache")
         finally:
