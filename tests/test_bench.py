@@ -18,7 +18,7 @@ def test_bench_runs_at_toy_size(tmp_path: Path, capsys: pytest.CaptureFixture) -
     assert bench.main(["--toy", "--out", str(tmp_path / "RESULTS.md")]) == 0
     out = capsys.readouterr().out
     assert "| finetune |" in out and "| freeze |" in out and "translearn ÷ plain" in out
-    assert "bare Lightning ÷ plain" in out and "speed-up computing" in out
+    assert "bare Lightning ÷ plain" in out and "speed-up computing" in out and "| 95% interval |" in out
     assert not (tmp_path / "RESULTS.md").exists()  # toy figures are never written as results
 
 
@@ -71,3 +71,16 @@ def test_the_accuracy_difference_is_paired_seed_by_seed() -> None:
     assert diff == pytest.approx(0.01) and se == pytest.approx(0.01 / 3**0.5)
     assert half == pytest.approx(4.30 * 0.01 / 3**0.5)
     assert bench.paired({"val-false": [0.5], "val-true": [0.6]}, "val")[3:] == (0.0, 0.0)  # one seed
+
+
+def test_the_ratio_interval_is_a_t_interval_on_the_logarithms() -> None:
+    import math
+
+    import bench
+
+    # Ratios 0.95, 1.0, 1/0.95: logs -l, 0, +l, mean 0, sd l, SE l/sqrt(3), t(2 df) = 4.30.
+    lo, hi = bench.ratio_interval([0.95, 1.0, 1 / 0.95])
+    half = 4.30 * -math.log(0.95) / 3**0.5
+    assert (lo, hi) == pytest.approx((math.exp(-half), math.exp(half)))
+    assert bench.ratio_interval([0.98, 0.98]) == pytest.approx((0.98, 0.98))  # no spread: the ratio
+    assert bench.ratio_interval([1.02]) == pytest.approx((1.02, 1.02))  # one pair: no interval to draw
