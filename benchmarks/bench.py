@@ -6,7 +6,7 @@ back to back, on the same folder, batch, precision and workers, does. Each compa
 starting with the next runner, and the median ratio reported. Results go to ``benchmarks/RESULTS.md``.
 
     python benchmarks/bench.py                 # the full benchmark: ~30 min on 2 CPU cores
-    python benchmarks/bench.py --repeats 3     # what RESULTS.md holds: ~40 min
+    python benchmarks/bench.py --repeats 3     # what RESULTS.md holds: ~35 min
     python benchmarks/bench.py --toy           # 35 s: proves the code runs (make test runs it)
 """
 
