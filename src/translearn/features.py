@@ -257,10 +257,11 @@ def _sources(datamodule: ImageDataModule) -> list[tuple[str, int, int]]:
 
 
 def _fingerprint(
-    net: Any, k: int, datamodule: ImageDataModule, views: int, dtype: str,
-    autocast: torch.dtype | None = None, sources: list[tuple[str, int, int]] | None = None,
+    net: Any, k: int, datamodule: ImageDataModule, views: int, dtype: str, autocast: torch.dtype | None,
+    sources: list[tuple[str, int, int]],
 ) -> str:  # fmt: skip
-    """A hash of everything that changes the stored features (see the module docstring)."""
+    """A hash of everything that changes the stored features (see the module docstring); ``sources`` are
+    :func:`_sources`' rows, in the index's order."""
     digest = hashlib.sha256()
     frozen = {m for i in range(k) for m in net.stages[i].modules}
     frozen_params = {p for i in range(k) for p in net.stages[i].params}
@@ -268,13 +269,8 @@ def _fingerprint(
         if key in frozen_params or any(key.startswith(m + ".") for m in frozen):
             digest.update(key.encode())
             digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
-    index = datamodule.index
-    stats = iter(_sources(datamodule) if sources is None else sources)
-    files = []
-    for split in SPLITS:
-        for path, label in index.samples.get(split, []):
-            _, size, mtime = next(stats)
-            files.append((split, path, label, size, mtime))
+    samples = [(s, path, label) for s in SPLITS for path, label in datamodule.index.samples.get(s, [])]
+    files = [(*sample, size, mtime) for sample, (_, size, mtime) in zip(samples, sources, strict=True)]
     recipe = {
         "version": VERSION,
         "decode": DECODE_VERSION,  # how files become pixels (EXIF orientation, ...)
