@@ -19,6 +19,7 @@ def test_bench_runs_at_toy_size(tmp_path: Path, capsys: pytest.CaptureFixture) -
     out = capsys.readouterr().out
     assert "| finetune |" in out and "| freeze |" in out and "translearn ÷ plain" in out
     assert "bare Lightning ÷ plain" in out and "speed-up computing" in out and "| 95% interval |" in out
+    assert "| 32 px | 1 |" in out and "| 40 px | 2 |" in out  # each cache row at its own epoch count
     assert not (tmp_path / "RESULTS.md").exists()  # toy figures are never written as results
 
 
