@@ -47,6 +47,8 @@ def translearn_run(
     cache_dir: Path | None = None,
 ) -> dict:
     """One translearn run on the shapes data; returns its metrics.json."""
+    if out.exists():  # a reused folder reuses its feature cache: a 224 px run once 'built' it in 0.9 s
+        raise RuntimeError(f"bench: {out} exists; each run needs a fresh folder (and feature cache)")
     from hydra.core.global_hydra import GlobalHydra
 
     from translearn.config import compose_config
@@ -123,7 +125,7 @@ def _cache_run(
 ) -> CacheRun:
     """One freeze run with the feature cache on (``mode="true"``) or off (``"false"``)."""
     m = translearn_run(
-        data, work / f"cache-{mode}-{size}-{repeat}", size, epochs, batch, "freeze", limit,
+        data, work / f"cache-{mode}-{size}-{epochs}-{repeat}", size, epochs, batch, "freeze", limit,
         (f"strategy.cache_features={mode}",),
     )  # fmt: skip
     passes = computing_seconds(m)

@@ -369,6 +369,9 @@ def autocast_dtype(precision: str) -> torch.dtype | None:
     another val accuracy) and cost what it saved: freeze at 224 px, 10 epochs, bf16-mixed on a 2-core CPU
     with AMX, cached ÷ uncached was 5.3x with an fp32 build and 11.1x with a bf16 one (issue 8).
     ``*-true`` runs convert the net itself; the build approximates them by autocast.
+    Lightning's ``MixedPrecision.forward_context()`` autocasts to these same dtypes (bf16 for ``bf16-mixed``,
+    fp16 for ``16-mixed``); it is not called here because the cache key needs the dtype itself, and the
+    ``*-true`` plugins convert the module only once fit starts, after the build.
     """
     if precision.startswith("bf16"):
         return torch.bfloat16
