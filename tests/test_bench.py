@@ -85,3 +85,12 @@ def test_the_ratio_interval_is_a_t_interval_on_the_logarithms() -> None:
     assert (lo, hi) == pytest.approx((math.exp(-half), math.exp(half)))
     assert bench.ratio_interval([0.98, 0.98]) == pytest.approx((0.98, 0.98))  # no spread: the ratio
     assert bench.ratio_interval([1.02]) == pytest.approx((1.02, 1.02))  # one pair: no interval to draw
+
+
+@pytest.mark.bench
+def test_a_bench_run_refuses_a_folder_that_exists(tmp_path: Path) -> None:
+    import bench
+
+    # A reused run folder brings its feature cache along, and a "fresh" build then takes no time.
+    with pytest.raises(RuntimeError, match="exists"):
+        bench.translearn_run(tmp_path, tmp_path, 32, 1, 4, "freeze", 1)
