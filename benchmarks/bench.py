@@ -13,6 +13,7 @@ starting with the next runner, and the median ratio reported. Results go to ``be
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import statistics
@@ -168,12 +169,9 @@ def paired(scores: dict[str, list[float]], metric: str) -> tuple[float, float, f
 
     The interval uses Student's t for n - 1 degrees of freedom; with one seed there is no spread (0).
     """
-    from translearn.report.stats import Stat  # seeds' mean and standard error, as the report takes them
-
     slow, fast = scores[f"{metric}-false"], scores[f"{metric}-true"]
-    diffs = Stat(values=[b - a for a, b in zip(slow, fast, strict=True)], seeds=list(range(len(slow))))
-    se = diffs.sem or 0.0
-    return statistics.mean(slow), statistics.mean(fast), diffs.mean or 0.0, se, _t95(diffs.n - 1) * se
+    mean, se, half = _mean_interval([b - a for a, b in zip(slow, fast, strict=True)])
+    return statistics.mean(slow), statistics.mean(fast), mean, se, half
 
 
 def ratio_interval(ratios: list[float]) -> tuple[float, float]:
@@ -183,12 +181,17 @@ def ratio_interval(ratios: list[float]) -> tuple[float, float]:
     (pairs spread ±5%), so a median of three says little; the interval says whether the target is within
     what the pairs allow. One ratio gives no spread, so the interval is that ratio.
     """
-    import math
-
-    logs = [math.log(r) for r in ratios]
-    mean = statistics.mean(logs)
-    half = _t95(len(logs) - 1) * (statistics.stdev(logs) / math.sqrt(len(logs)) if len(logs) > 1 else 0.0)
+    mean, _, half = _mean_interval([math.log(r) for r in ratios])
     return math.exp(mean - half), math.exp(mean + half)
+
+
+def _mean_interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, standard error, 95% half-width) of independent paired values; no spread from one value."""
+    from translearn.report.stats import Stat  # the mean and standard error as the report takes them
+
+    stat = Stat(values=values, seeds=list(range(len(values))))  # one sample each
+    se = stat.sem or 0.0
+    return stat.mean or 0.0, se, _t95(stat.n - 1) * se
 
 
 def _t95(df: int) -> float:
