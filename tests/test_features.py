@@ -133,7 +133,7 @@ def test_first_k_caches_its_frozen_prefix_exactly(compose_cfg, tmp_path: Path, c
         assert torch.allclose(a[key].float(), b[key].float(), atol=2e-4), key
     (folder,) = cache_folders(tmp_path / "c")
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["splits"]["train"]["shape"] == [150, 64, 8, 8]  # layer1's output at 32 px, stored per image
+    assert meta["arrays"]["train-0"] == [150, 64, 8, 8]  # layer1's output at 32 px, stored per image
 
 
 @pytest.mark.heavy
@@ -215,7 +215,7 @@ def test_the_key_covers_the_transform_and_a_corrupt_cache_is_rebuilt(
     run(compose_cfg(*common, "dataset.color=gray", run_dir=tmp_path / "4"))  # another colour mode
     assert len(cache_folders(cache_dir)) == 3
 
-    array = folder / "train-0.npy"
+    array = folder / "images.npy"
     array.write_bytes(array.read_bytes()[:200])  # cut short, as a killed job would leave it
     capsys.readouterr()
     again = run(compose_cfg(*common, run_dir=tmp_path / "5"))
@@ -224,7 +224,57 @@ def test_the_key_covers_the_transform_and_a_corrupt_cache_is_rebuilt(
     )
     assert again["best_val_acc"] == first["best_val_acc"]
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["splits"]["train"]["shape"] == [150, 512]  # 150 target training images, ResNet18's 512
+    # One row per image file (150 training, 200 val, 200 test of the target task), ResNet18's 512 features
+    assert meta["arrays"] == {"images": [550, 512]} and len(meta["images"]) == 550
+
+
+@pytest.mark.slow
+def test_a_seed_sweep_shares_one_build_and_each_seed_trains_as_uncached(
+    compose_cfg, tmp_path: Path, caplog
+) -> None:
+    """One view is the eval transform, a function of the file alone: seeds, which redraw a random split,
+    share one build (each seed built its own), and a seed whose split differs from the builder's trains
+    exactly as on a cache of its own. Augmented views depend on the seed: there each seed builds its own."""
+    import torchvision
+
+    import publishers
+    from translearn.data.imagefolder import ImageFolderDataModule
+
+    root = publishers.imagefolder(tmp_path / "data", counts={"ant": 10, "bee": 10, "cat": 10})
+    torch.manual_seed(0)  # pretrained weights, as a sweep's cells share them (weights=none draws per seed)
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18.pth")
+    cache = tmp_path / "c"
+    common = [
+        "dataset=imagefolder", f"dataset.root={root}", "dataset.split=random", "dataset.val_fraction=0.3",
+        "strategy=freeze", "trainer.max_epochs=2", "model.optimizer.lr=0.05",
+        f"model.weights={tmp_path / 'resnet18.pth'}", f"paths.cache_dir={cache}",
+    ]  # fmt: skip
+
+    def train_files(seed: int) -> set[str]:
+        dm = ImageFolderDataModule(
+            root, split="random", val_fraction=0.3, seed=seed, index_dir=tmp_path / "index", num_workers=0
+        )
+        return {path for path, _ in dm.index.samples["train"]}
+
+    assert train_files(0) != train_files(1)  # the seeds really split otherwise
+    run(compose_cfg(*common, "seed=0", run_dir=tmp_path / "s0"))
+    (folder,) = cache_folders(cache)
+    caplog.clear()
+    cached = run(compose_cfg(*common, "seed=1", run_dir=tmp_path / "s1"))
+    assert cached["feature_cache"] is True and "building the feature cache" not in caplog.text
+    assert cache_folders(cache) == [folder]
+    # Seed 1 on a cache of its own: the shared rows serve its split's items as its own build does.
+    own = run(
+        compose_cfg(*common[:-1], f"paths.cache_dir={tmp_path / 'own'}", "seed=1", run_dir=tmp_path / "o1")
+    )
+    a, b = head_of(tmp_path / "o1"), head_of(tmp_path / "s1")
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    assert cached["best_val_acc"] == own["best_val_acc"] and cached["split_sizes"] == own["split_sizes"]
+
+    for seed in (0, 1):  # two augmented views: another folder per seed
+        run(compose_cfg(*common, f"seed={seed}", "strategy.cache_views=2", run_dir=tmp_path / f"v{seed}"))
+    assert len(cache_folders(cache)) == 3
 
 
 def test_a_changed_image_leaves_no_dead_feature_cache_behind(

@@ -26,13 +26,20 @@ uncached path, and epoch e trains on view e mod V: with V >= epochs the cached r
 uncached run would. Validation and test use the eval transform, so they are cached exactly.
 
 The cache key covers everything that changes the features: backbone and library, the frozen tensors
-themselves (a hash), the transforms, colour mode, the image files (path, size, mtime), the split, the
-views, and the autocast dtype of the run's precision (the build infers under it, as the uncached forward
-does: ``bf16-mixed`` features are bf16's, and the head then trains exactly as uncached). Anything else
-gets its own folder under ``${paths.cache_dir}/features``; a folder without its ``meta.json`` (written
-last) or with unreadable arrays is rebuilt with a warning. Files are
-memory-mapped ``.npy`` (``strategy.cache_dtype=float16`` halves them), shared by the cells of a sweep,
-and built once under a file lock.
+themselves (a hash), the transforms, colour mode, the image files (path, size, mtime), the views, and the
+autocast dtype of the run's precision (the build infers under it, as the uncached forward does:
+``bf16-mixed`` features are bf16's, and the head then trains exactly as uncached). Anything else gets its
+own folder under ``${paths.cache_dir}/features``; a folder without its ``meta.json`` (written last) or
+with unreadable arrays is rebuilt with a warning. Files are memory-mapped ``.npy``
+(``strategy.cache_dtype=float16`` halves them), shared by the cells of a sweep, and built once under a
+file lock.
+
+Images seen through the eval transform are stored one row per file (``images.npy``, files in sorted
+order), whatever split they fall in, and each split finds its rows by path when a run starts; labels come
+from the run's index. So with one view the seed and the split are not in the key: the cells of a seed
+sweep (``seed=0,1,2``, which also redraws a ``split=random``) share one build instead of one each. With V
+augmented views the training split's views (``train-<v>.npy``, in the split's order) depend on the seed
+and on which files are training files, so then both are in the key.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -64,11 +71,12 @@ from translearn.storage import (
     no_space,
     open_npy,
     remove_stale,
-    save_npy,
     write_sources,
 )
 
-VERSION = 3  # 2: stored tensors are what the stage returned, before any later in-place op; 3: folded BN
+# 2: stored tensors are what the stage returned, before any later in-place op; 3: folded BN; 4: one row per
+# file for the eval transform, whatever its split (the split and, with one view, the seed left the key)
+VERSION = 4
 MODES = ("auto", "true", "false")
 DTYPES = ("float32", "float16")
 
@@ -250,18 +258,37 @@ def _is_channels_last(net: nn.Module) -> bool:
     )
 
 
-def _sources(datamodule: ImageDataModule) -> list[tuple[str, int, int]]:
-    """(path, size, mtime) of every file of every split, stated once: the key and ``sources.json`` both read
-    these rows, so a file that changes during the build cannot be recorded otherwise than it was keyed."""
-    return file_stats(path for split in SPLITS for path, _ in datamodule.index.samples.get(split, []))
+class _Layout(NamedTuple):
+    """Which images a cache stores, and where: its key and its build both read this."""
+
+    images: list[tuple[str, int, int]]  # (path, size, mtime), sorted: one row each of images.npy (eval view)
+    train: list[tuple[str, int, int]]  # with V > 1 views: the training split's files, in its order
+
+    @property
+    def sources(self) -> list[tuple[str, int, int]]:
+        """Every file once, for ``sources.json``."""
+        return sorted(set(self.images) | set(self.train))
+
+
+def _layout(datamodule: ImageDataModule, views: int) -> _Layout:
+    """One stat per file (20k files on a network disk are seconds each time): the key and ``sources.json``
+    both read these rows, so a file that changes during the build cannot be recorded otherwise than keyed.
+
+    With one view every split is seen through the eval transform, so every file is an ``images`` row; with
+    V views the training files are stored as views instead, unless a file is in an eval split too.
+    """
+    samples = datamodule.index.samples
+    train = [str(path) for path, _ in samples.get("train", [])] if views > 1 else []
+    images = {str(path) for s in SPLITS if views == 1 or s != "train" for path, _ in samples.get(s, [])}
+    stats = {row[0]: row for row in file_stats(sorted(images | set(train)))}
+    return _Layout([stats[path] for path in sorted(images)], [stats[path] for path in train])
 
 
 def _fingerprint(
     net: Any, k: int, datamodule: ImageDataModule, views: int, dtype: str, autocast: torch.dtype | None,
-    sources: list[tuple[str, int, int]],
+    layout: _Layout,
 ) -> str:  # fmt: skip
-    """A hash of everything that changes the stored features (see the module docstring); ``sources`` are
-    :func:`_sources`' rows, in the index's order."""
+    """A hash of everything that changes the stored features (see the module docstring)."""
     digest = hashlib.sha256()
     frozen = {m for i in range(k) for m in net.stages[i].modules}
     frozen_params = {p for i in range(k) for p in net.stages[i].params}
@@ -269,8 +296,6 @@ def _fingerprint(
         if key in frozen_params or any(key.startswith(m + ".") for m in frozen):
             digest.update(key.encode())
             digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
-    samples = [(s, path, label) for s in SPLITS for path, label in datamodule.index.samples.get(s, [])]
-    files = [(*sample, size, mtime) for sample, (_, size, mtime) in zip(samples, sources, strict=True)]
     recipe = {
         "version": VERSION,
         "decode": DECODE_VERSION,  # how files become pixels (EXIF orientation, ...)
@@ -282,51 +307,61 @@ def _fingerprint(
         "preprocessing": datamodule.preprocessing.as_dict(),
         "color": datamodule.color,
         "gray_mode": datamodule.gray_mode,
-        "crop_scale": list(datamodule.crop_scale),
-        "crop_ratio": list(datamodule.crop_ratio),
-        "hflip": datamodule.hflip,
-        "seed": datamodule.seed,
         "views": views,
         "dtype": dtype,
-        "files": files,
+        "images": layout.images,
+        "autocast": str(autocast) if autocast is not None else None,
     }
-    if autocast is not None:  # only then: the fp32 caches built before this key existed stay valid
-        recipe["autocast"] = str(autocast)
+    if views > 1:  # augmented views: seeded by (seed, epoch, index in the training split)
+        recipe.update(
+            seed=datamodule.seed,
+            train=layout.train,
+            crop_scale=list(datamodule.crop_scale),
+            crop_ratio=list(datamodule.crop_ratio),
+            hflip=datamodule.hflip,
+        )
     digest.update(json.dumps(recipe, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:20]
 
 
 class _Views(Dataset):
-    """Training images in view ``v``: the eval transform for a single view, else seeded augmentation."""
+    """Training images in augmented view ``v``: the crop the uncached path draws in epoch ``v``."""
 
-    def __init__(self, dataset: ImageFileDataset, eval_transform: Any, view: int, views: int):
-        self.dataset, self.view, self.views = dataset, view, views
-        self.eval_dataset = ImageFileDataset(dataset.samples, eval_transform, seed=dataset.seed)
+    def __init__(self, dataset: ImageFileDataset, view: int):
+        self.dataset, self.view = dataset, view
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if self.views == 1:
-            return self.eval_dataset[index]
-        return self.dataset[(index, self.view)]  # the crop the uncached path draws in epoch `view`
+        return self.dataset[(index, self.view)]
+
+
+def _eval_view(datamodule: ImageDataModule, dataset: ImageFileDataset) -> ImageFileDataset:
+    """The training images through the eval transform (resize and centre crop: one cached view)."""
+    return ImageFileDataset(dataset.samples, datamodule.transform(train=False), seed=dataset.seed)
+
+
+def _rows(dataset: Dataset, row_of: dict[str, int]) -> np.ndarray:
+    """The ``images.npy`` row of each of a split's items, in the split's order (rows are per file)."""
+    return np.array([row_of[str(path)] for path, _ in dataset.samples], dtype=np.int64)
 
 
 def build_cache(
     net: Any, k: int, datamodule: ImageDataModule, folder: Path, views: int, dtype: str, device: torch.device,
     precision: str = "32-true",
 ) -> Path:  # fmt: skip
-    """Compute and store the first k stages' output for every split under ``folder/<key>``."""
+    """Compute and store the first k stages' output for every image under ``folder/<key>``."""
     reduced = autocast_dtype(precision)
-    sources = _sources(datamodule)  # one stat per file: 20k files on a network disk are seconds each time
-    key = _fingerprint(net, k, datamodule, views, dtype, reduced, sources)
+    stored = _layout(datamodule, views)
+    key = _fingerprint(net, k, datamodule, views, dtype, reduced, stored)
 
     def build(partial: Path) -> None:
         # Every module's own mode, not net.training alone: frozen BatchNorm is in eval mode while the rest
         # trains, and a net.train() after the build would put it back in train mode (the model summary
         # then counted every module in train mode).
         modes = [(m, m.training) for m in net.modules()]
-        rows = sum(len(d) * (views if s == "train" else 1) for s, d in datamodule.datasets.items())
+        rows = len(stored.images) + views * len(stored.train)
         own = torch.channels_last if _is_channels_last(net) else torch.contiguous_format
         # Inference in channels-last (NHWC) from 112 px up: ResNet18 on a CPU (oneDNN) ran 1.15x faster at
         # 112-160 px and 1.4x at 224 px, but 10% slower at 64 px (issue 8's measurements). Equal to the
@@ -341,16 +376,26 @@ def build_cache(
             # uncached path, whose frozen stages the cache stands in for.
             inference = net.eval() if reduced is not None else fold_batchnorm(net.eval())
             inference = inference.to(device, memory_format=layout)
-            meta: dict[str, Any] = {"key": key, "views": views, "dtype": dtype, "splits": {}}
+            arrays = _Arrays(partial, dtype, rows)
+            row_of = {path: row for row, (path, _, _) in enumerate(stored.images)}
             with (
                 bar(rows, "feature cache", "img", min_total=200) as shown,
                 torch.autocast(device.type, dtype=reduced or torch.float32, enabled=reduced is not None),
             ):
                 for split, dataset in datamodule.datasets.items():
-                    meta["splits"][split] = _store_split(
-                        inference, k, datamodule, dataset, split, partial, views, dtype, device, rows, shown
-                    )
-            write_sources(partial, sources)  # so a later build can tell when this one is dead
+                    if split == "train" and views > 1:
+                        for v in range(views):
+                            store = (f"train-{v}", len(dataset), None)
+                            _store(inference, k, datamodule, _Views(dataset, v), store, arrays, device, shown)
+                    else:  # eval transform: the split's rows of images.npy
+                        source = _eval_view(datamodule, dataset) if split == "train" else dataset
+                        store = ("images", len(stored.images), _rows(dataset, row_of))
+                        _store(inference, k, datamodule, source, store, arrays, device, shown)
+            meta = {
+                "key": key, "views": views, "dtype": dtype, "arrays": arrays.close(),
+                "images": [path for path, _, _ in stored.images],
+            }  # fmt: skip
+            write_sources(partial, stored.sources)  # so a later build can tell when this one is dead
             (partial / "meta.json").write_text(json.dumps(meta, indent=1))  # last: marks the cache complete
             remove_stale(folder, key, "feature cache")
         finally:
@@ -435,42 +480,52 @@ def build_batch(batch_size: int, crop: int, device: torch.device) -> int:
     return max(1, min(batch_size, 32 * 112 * 112 // (crop * crop)))
 
 
-def _store_split(
-    net: Any, k: int, datamodule: ImageDataModule, dataset: ImageFileDataset, split: str, partial: Path,
-    views: int, dtype: str, device: torch.device, rows: int, shown: Any = None,
-) -> dict[str, Any]:  # fmt: skip
-    """Store one split's features (``rows``: the whole cache's, for the size a full disk is told)."""
-    sources = (
-        [_Views(dataset, datamodule.transform(train=False), v, views) for v in range(views)]
-        if split == "train"
-        else [dataset]
-    )
-    shape: list[int] = []
+class _Arrays:
+    """The cache's ``.npy`` files, each created (its space reserved) when its first batch arrives: only
+    then is a feature's shape known."""
+
+    def __init__(self, partial: Path, dtype: str, rows: int):
+        self.partial, self.dtype, self.rows = partial, dtype, rows
+        self.open: dict[str, np.ndarray] = {}
+
+    def write(self, name: str, length: int, where: slice | np.ndarray, feats: torch.Tensor) -> None:
+        array = self.open.get(name)
+        if array is None:
+            try:  # space reserved up front: a full disk is this error, not SIGBUS in a later write
+                array = open_npy(self.partial / f"{name}.npy", self.dtype, (length, *feats.shape[1:]))
+            except OSError as exc:
+                if not disk_full(exc):
+                    raise
+                needs = self.rows * feats[0].numel() * np.dtype(self.dtype).itemsize
+                raise no_space("feature cache", self.partial.parent, exc, needs) from None
+            self.open[name] = array
+        array[where] = feats.float().cpu().numpy().astype(self.dtype)
+
+    def close(self) -> dict[str, list[int]]:
+        """Flushes every file; returns each one's shape, by name, for ``meta.json``."""
+        for array in self.open.values():
+            array.flush()
+        return {name: list(array.shape) for name, array in self.open.items()}
+
+
+def _store(
+    net: Any, k: int, datamodule: ImageDataModule, source: Dataset,
+    store: tuple[str, int, np.ndarray | None], arrays: _Arrays, device: torch.device, shown: Any = None,
+) -> None:  # fmt: skip
+    """Run ``source`` through the frozen stages into ``store``: (file, its rows, the row of each item; None
+    for the items' own order)."""
+    name, length, rows = store
     batch = build_batch(datamodule.batch_size, datamodule.preprocessing.crop, device)
-    for v, source in enumerate(sources):
-        loader = DataLoader(source, batch_size=batch, num_workers=datamodule.workers())
-        array, row = None, 0
-        for feats, logits in _frozen_outputs(net, k, loader, device):
-            if logits is not None and row == 0 and v == 0:
-                _check_replay(net, k, feats, logits)
-            if array is None:
-                try:  # space reserved up front: a full disk is this error, not SIGBUS in a later write
-                    array = open_npy(partial / f"{split}-{v}.npy", dtype, (len(source), *feats.shape[1:]))
-                except OSError as exc:
-                    if not disk_full(exc):
-                        raise
-                    needs = rows * feats[0].numel() * np.dtype(dtype).itemsize
-                    raise no_space("feature cache", partial.parent, exc, needs) from None
-            array[row : row + len(feats)] = feats.float().cpu().numpy().astype(dtype)
-            row += len(feats)
-            if shown is not None:
-                shown.update(len(feats))
-        array.flush()
-        shape = list(array.shape)
-    save_npy(
-        partial / f"{split}-labels.npy", np.array([label for _, label in dataset.samples], dtype=np.int64)
-    )
-    return {"shape": shape, "views": len(sources)}
+    loader = DataLoader(source, batch_size=batch, num_workers=datamodule.workers())
+    start = 0
+    for feats, logits in _frozen_outputs(net, k, loader, device):
+        if logits is not None and start == 0:
+            _check_replay(net, k, feats, logits)
+        end = start + len(feats)
+        arrays.write(name, length, slice(start, end) if rows is None else rows[start:end], feats)
+        start = end
+        if shown is not None:
+            shown.update(len(feats))
 
 
 def _check_replay(net: Any, k: int, feats: torch.Tensor, logits: torch.Tensor) -> None:
@@ -512,24 +567,22 @@ def _readable(target: Path) -> bool:
         return False
     try:
         meta = json.loads(meta_file.read_text())
-        for split, info in meta["splits"].items():
-            for v in range(info["views"]):
-                array = np.load(target / f"{split}-{v}.npy", mmap_mode="r")
-                if list(array.shape) != info["shape"]:
-                    return False
-            if len(np.load(target / f"{split}-labels.npy")) != info["shape"][0]:
+        for name, shape in meta["arrays"].items():
+            if list(np.load(target / f"{name}.npy", mmap_mode="r").shape) != shape:
                 return False
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        if meta["arrays"].get("images", [0])[0] != len(meta["images"]):
+            return False
+    except (OSError, ValueError, KeyError, IndexError, json.JSONDecodeError):
         return False
     return True
 
 
 class FeatureDataset(Dataset):
-    """Stored features of one split; training keys are ``(index, epoch)`` and read view ``epoch % V``."""
+    """Stored features of one split, in its order; training keys are ``(index, epoch)`` and read view
+    ``epoch % V``. ``rows``: each item's row in the arrays (None: the items' own order)."""
 
-    def __init__(self, folder: Path, split: str, views: int):
-        self.arrays = [np.load(folder / f"{split}-{v}.npy", mmap_mode="r") for v in range(views)]
-        self.labels = np.load(folder / f"{split}-labels.npy")
+    def __init__(self, arrays: list[np.ndarray], rows: np.ndarray | None, labels: np.ndarray):
+        self.arrays, self.rows, self.labels = arrays, rows, labels
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -542,7 +595,24 @@ class FeatureDataset(Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         array = self.arrays[epoch % len(self.arrays)]
-        return torch.from_numpy(np.array(array[index], dtype=np.float32)), int(self.labels[index])
+        row = index if self.rows is None else self.rows[index]
+        return torch.from_numpy(np.array(array[row], dtype=np.float32)), int(self.labels[index])
+
+
+def _feature_datasets(images: ImageDataModule, folder: Path, views: int) -> dict[str, FeatureDataset]:
+    """Each split of the image module as stored features; labels from the run's own index."""
+    meta = json.loads((folder / "meta.json").read_text())
+    row_of = {path: row for row, path in enumerate(meta["images"])}
+    stored = np.load(folder / "images.npy", mmap_mode="r") if "images" in meta["arrays"] else None
+    datasets = {}
+    for split, dataset in images.datasets.items():
+        labels = np.array([label for _, label in dataset.samples], dtype=np.int64)
+        if split == "train" and views > 1:
+            arrays = [np.load(folder / f"train-{v}.npy", mmap_mode="r") for v in range(views)]
+            datasets[split] = FeatureDataset(arrays, None, labels)
+        else:
+            datasets[split] = FeatureDataset([stored], _rows(dataset, row_of), labels)
+    return datasets
 
 
 class CachedFeatures(pl.LightningDataModule):
@@ -551,10 +621,7 @@ class CachedFeatures(pl.LightningDataModule):
     def __init__(self, images: ImageDataModule, folder: Path, views: int):
         super().__init__()
         self.images, self.folder, self.views = images, folder, views
-        self.datasets = {
-            split: FeatureDataset(folder, split, views if split == "train" else 1)
-            for split in images.datasets
-        }
+        self.datasets = _feature_datasets(images, folder, views)
 
     def __getattr__(self, name: str) -> Any:  # num_classes, class_names, preprocessing, has_split, ...
         if name in ("images", "folder", "views", "datasets") or name.startswith("_"):
