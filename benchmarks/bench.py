@@ -5,8 +5,8 @@ back to back, on the same folder, batch, precision and workers, does. Each compa
 ``--loop-repeats`` (translearn against the plain loop) or ``--repeats`` times (the rest), each repeat
 starting with the next runner, and the median ratio reported. Results go to ``benchmarks/RESULTS.md``.
 
-    python benchmarks/bench.py                 # the full benchmark: ~35 min on 2 CPU cores
-    python benchmarks/bench.py --repeats 3     # what RESULTS.md holds: ~47 min
+    python benchmarks/bench.py                 # the full benchmark: ~45 min on 2 CPU cores
+    python benchmarks/bench.py --repeats 3     # what RESULTS.md holds: ~50-60 min
     python benchmarks/bench.py --toy           # 35 s: proves the code runs (make test runs it)
 """
 
