@@ -306,6 +306,32 @@ def test_a_changed_image_leaves_no_dead_feature_cache_behind(
     assert len(cache_folders(cache_dir)) == 2
 
 
+def test_a_cache_in_an_older_layout_goes_at_the_next_build_and_a_newer_one_stays(
+    compose_cfg, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A new layout (``features.VERSION``) is never read again by this translearn: those folders stayed for
+    good, as their files never change. A newer layout belongs to a newer translearn sharing the folder."""
+    from translearn import features
+    from translearn.storage import file_stats, write_sources
+
+    folder = tmp_path / "c" / "features"
+    unchanged = tmp_path / "image.png"
+    unchanged.write_bytes(b"pixels")
+    for name, meta in (("old", {"key": "old", "splits": {}}), ("newer", {"version": features.VERSION + 1})):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "meta.json").write_text(json.dumps(meta))
+        (folder / name / "train-0.npy").write_bytes(b"\0" * 1000)
+        write_sources(folder / name, file_stats([unchanged]))  # its files as they were: not stale
+    capsys.readouterr()
+    assert run(compose_cfg("strategy=freeze", f"paths.cache_dir={tmp_path / 'c'}"))["feature_cache"] is True
+    out = capsys.readouterr().out
+    assert "removed 1 feature cache(s) in an older layout that this version no longer reads" in out
+    assert "whose files changed since" not in out
+    (built,) = [f for f in cache_folders(tmp_path / "c") if f.name not in ("old", "newer")]
+    assert json.loads((built / "meta.json").read_text())["version"] == features.VERSION
+    assert not (folder / "old").exists() and (folder / "newer").is_dir() and unchanged.exists()
+
+
 def test_building_the_cache_leaves_every_module_in_the_mode_it_was_in(
     compose_cfg, tmp_path: Path, monkeypatch
 ) -> None:

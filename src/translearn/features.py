@@ -392,12 +392,12 @@ def build_cache(
                         store = ("images", len(stored.images), _rows(dataset, row_of))
                         _store(inference, k, datamodule, source, store, arrays, device, shown)
             meta = {
-                "key": key, "views": views, "dtype": dtype, "arrays": arrays.close(),
+                "version": VERSION, "key": key, "views": views, "dtype": dtype, "arrays": arrays.close(),
                 "images": [path for path, _, _ in stored.images],
             }  # fmt: skip
             write_sources(partial, stored.sources)  # so a later build can tell when this one is dead
             (partial / "meta.json").write_text(json.dumps(meta, indent=1))  # last: marks the cache complete
-            remove_stale(folder, key, "feature cache")
+            remove_stale(folder, key, "feature cache", version=VERSION)
         finally:
             net.to("cpu", memory_format=own)
             for module, mode in modes:

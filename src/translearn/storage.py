@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -189,33 +190,48 @@ def _stale(entry: Path) -> bool:
     return False
 
 
-def remove_stale(folder: Path, keep: str, what: str) -> None:
+def remove_stale(folder: Path, keep: str, what: str, version: int | None = None) -> None:
     """Remove the complete entries of ``folder`` that no run can use again: a file they were built from
-    changed or went since, so their key (which covers every file's size and mtime) never comes back.
+    changed or went since, so their key (which covers every file's size and mtime) never comes back; or,
+    given ``version``, their ``meta.json`` says an older layout (none: older than any), which this
+    translearn neither reads nor builds again. Newer layouts are left to the translearn that made them.
 
     Why: each change to a dataset left its caches behind for good (2.7 GB of stores, 0.46 GB of them in
-    use; audit 7). Entries whose files cannot be reached (their folder is gone) are kept, and so is one
-    whose lock is held (being checked or built right now).
+    use; audit 7), and so did each new layout (a first_k k=1 feature cache at 224 px is ~0.8 MB an image).
+    Entries whose files cannot be reached (their folder is gone) are kept, and so is one whose lock is held
+    (being checked or built right now).
     """
     from filelock import Timeout
 
-    removed, freed = 0, 0
+    removed: Counter[str] = Counter()
+    freed: Counter[str] = Counter()
     for entry in folder.iterdir():
         if entry.name == keep or entry.name.startswith(".") or not (entry / "meta.json").is_file():
             continue
-        if not _stale(entry):
+        if version is not None and _version(entry) < version:
+            reason = "in an older layout that this version no longer reads"
+        elif _stale(entry):
+            reason = "whose files changed since"
+        else:
             continue
         try:
             with FileLock(str(folder / f".{entry.name}.lock"), timeout=0):
-                freed += sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+                freed[reason] += sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
                 shutil.rmtree(entry, ignore_errors=True)
-                removed += 1
+                removed[reason] += 1
         except Timeout:
             continue
-    if removed:
-        log.info(
-            f"removed {removed} {what}(s) whose files changed since ({freed / 1e9:.2f} GB) from {folder}"
-        )
+    for reason, count in removed.items():
+        log.info(f"removed {count} {what}(s) {reason} ({freed[reason] / 1e9:.2f} GB) from {folder}")
+
+
+def _version(entry: Path) -> float:
+    """The layout version an entry's ``meta.json`` records (0 if none); unreadable: kept, as infinite."""
+    try:
+        version = json.loads((entry / "meta.json").read_text()).get("version", 0)
+    except (OSError, ValueError, AttributeError):
+        return float("inf")
+    return version if isinstance(version, int) and not isinstance(version, bool) else float("inf")
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
