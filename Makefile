@@ -29,7 +29,7 @@ venv: $(STAMP) ## build .venv (python3 -m venv + pip install -e '.[dev]')
 train: $(STAMP) ## run the embedded offline default (pass overrides as ARGS="strategy=freeze ...")
 	$(BIN)/python -m translearn.train $(ARGS)
 
-test: $(STAMP) ## every test, 2 workers of one torch thread each (~7 min on 2 cores; budget 15 with the venv)
+test: $(STAMP) ## every test, 2 workers of one torch thread each (~9-14 min on 2 cores, by the host's load; budget 15 with the venv)
 	OMP_NUM_THREADS=1 WANDB_MODE=disabled $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load --durations=15 $(ARGS)
 
 test-fast: $(STAMP) ## the suite without the slow and subprocess tests (~2 min)
