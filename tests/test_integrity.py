@@ -214,6 +214,44 @@ def test_a_finished_run_that_lost_its_metrics_json_resumes_to_the_same_results(
 
 
 @pytest.mark.slow
+def test_a_csv_log_with_rows_longer_than_its_header_still_resumes(compose_cfg, tmp_path: Path) -> None:
+    """A run interrupted while Lightning's CSV writer rewrote its file under a longer header leaves rows
+    longer than the header; the resume's merge then sorted None (DictReader's key for the extra values)
+    among the column names and failed: "'<' not supported between instances of 'NoneType' and 'str'"."""
+    out = tmp_path / "done"
+    first = run(compose_cfg("strategy=freeze", run_dir=out))
+    log = out / "csv" / "metrics.csv"
+    header = log.read_text().splitlines()[0].split(",")
+    with open(log, "a") as f:
+        f.write(",".join(["0"] * (len(header) + 2)) + "\n")  # two values more than the header names
+    (out / "metrics.json").unlink()
+    again = run(compose_cfg("strategy=freeze", "ckpt_path=last", run_dir=out))
+    assert again["best_val_acc"] == first["best_val_acc"] and again["test_acc"] == first["test_acc"]
+    with open(log, newline="") as f:
+        assert None not in csv.DictReader(f).fieldnames
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_test_pass_is_an_interruption_not_a_failure(
+    compose_cfg, tmp_path: Path, monkeypatch
+) -> None:
+    """Lightning answers a KeyboardInterrupt in test() with sys.exit(1), as in fit(): a sweep cell Ctrl-C'd
+    during its test pass ended with exit code 1 instead of 130, the code that says "interrupted"."""
+    from translearn.module import TransferModule
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TransferModule, "test_step", interrupted)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(compose_cfg("strategy=freeze", run_dir=tmp_path / "run"))
+    finally:
+        signal.signal(signal.SIGINT, handler)  # Lightning ignores further Ctrl-C once it has one
+
+
+@pytest.mark.slow
 def test_resume_with_loader_workers_is_exact_and_keeps_time_and_logs(compose_cfg, tmp_path: Path) -> None:
     """num_workers=2 (persistent): the resumed run equals the uninterrupted one, bit for bit."""
     common = [

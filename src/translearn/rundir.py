@@ -385,7 +385,7 @@ class CsvHistory:
         state = peek(resumed_from)[0] or {}
         epoch, step = int(state.get("epoch", 0)) + 1, int(state.get("global_step", 0))
         with open(file, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if _before(r, epoch, step)]
+            rows = [r for r in _read_rows(f) if _before(r, epoch, step)]
         return cls(file, rows, epoch, csv_logger)
 
     def merge(self) -> None:
@@ -395,7 +395,7 @@ class CsvHistory:
             with open(self.file, newline="") as f:
                 after = [
                     r
-                    for r in csv.DictReader(f)
+                    for r in _read_rows(f)
                     if (_epoch(r) is None and _filled(r) not in kept)
                     or (_epoch(r) is not None and _epoch(r) >= self.epoch)
                 ]
@@ -412,6 +412,16 @@ class CsvHistory:
         write_atomic(self.file, text.getvalue())
         if experiment is not None and hasattr(experiment, "metrics_keys"):
             experiment.metrics_keys = keys
+
+
+def _read_rows(f: Any) -> list[dict[str, str]]:
+    """``csv.DictReader``'s rows without the values past the header, which it files under the key None.
+
+    Why: a run interrupted while Lightning's CSV writer rewrote its file under a longer header left rows
+    longer than the header, and the None key beside the column names failed the resumed run's merge ("'<'
+    not supported between instances of 'NoneType' and 'str'"): the cell could not be resumed.
+    """
+    return [{k: v for k, v in row.items() if k is not None} for row in csv.DictReader(f)]
 
 
 def _epoch(row: dict[str, str]) -> int | None:

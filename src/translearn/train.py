@@ -171,7 +171,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         test_start = time.perf_counter()
         if datamodule.has_split("test"):
             # The best checkpoint by path: ckpt_path="best" warns when several ModelCheckpoints are on.
-            tested = trainer.test(model, datamodule=data, ckpt_path=best_path, verbose=False)[0]
+            try:
+                tested = trainer.test(model, datamodule=data, ckpt_path=best_path, verbose=False)[0]
+            except SystemExit:  # Ctrl-C during the test pass: an interruption (exit 130), as in fit above
+                if trainer.interrupted:
+                    raise KeyboardInterrupt from None
+                raise
             test_confusion = model.test_confusion.compute().tolist()  # every rank: it syncs under DDP
         timing["test_seconds"] = round(time.perf_counter() - test_start, 2)
 
